@@ -1,0 +1,303 @@
+//! The `serve` configuration: built-in defaults, a TOML file, then flags.
+//!
+//! Every field has the same name as its flag (without `--`, `-` → `_`).
+//! A listener address is `IP:PORT` or `off`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// Validated server configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where the database, TLS certificate and TURN secret live. Default `./natter-data`.
+    pub data: PathBuf,
+    /// SIP domain and TURN realm. Default `localhost`.
+    pub domain: String,
+    /// SIP over UDP and TCP. Default `0.0.0.0:5060`.
+    pub sip: Option<SocketAddr>,
+    /// SIP over TLS. Default `0.0.0.0:5061`.
+    pub sips: Option<SocketAddr>,
+    /// STUN/TURN over UDP and TCP. Default `0.0.0.0:3478`.
+    pub turn: Option<SocketAddr>,
+    /// STUN/TURN over TLS. Default `0.0.0.0:5349`.
+    pub turns: Option<SocketAddr>,
+    /// HTTPS (web page, WebSocket SIP, APIs). Default `0.0.0.0:8443`.
+    pub http: Option<SocketAddr>,
+    /// Second IP:port for RFC 5780 NAT behaviour discovery. Default off.
+    /// Its IP must differ from `--turn`'s IP and its port from `--turn`'s port.
+    pub stun_alt: Option<SocketAddr>,
+    /// The address clients reach us at, when behind a 1:1 NAT. Default: none
+    /// (the listener's own address).
+    pub public_ip: Option<IpAddr>,
+    /// The local IP relay sockets bind to. Default: the `--turn` IP, or the
+    /// first non-loopback address when that is unspecified.
+    pub relay_ip: Option<IpAddr>,
+    /// Relay port range, inclusive. Default `49152-65535`.
+    pub relay_ports: (u16, u16),
+    /// TURN REST secret. Default: generated on first start into `DATA/turn-secret`.
+    pub turn_secret: Option<String>,
+    /// Peer ranges the relay may reach although they are private or special.
+    pub allow_peer: Vec<IpNet>,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace` or an EnvFilter
+    /// directive). Default `info`.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let any = |port| Some(SocketAddr::from(([0, 0, 0, 0], port)));
+        Config {
+            data: PathBuf::from("natter-data"),
+            domain: "localhost".into(),
+            sip: any(5060),
+            sips: any(5061),
+            turn: any(3478),
+            turns: any(5349),
+            http: any(8443),
+            stun_alt: None,
+            public_ip: None,
+            relay_ip: None,
+            relay_ports: (49152, 65535),
+            turn_secret: None,
+            allow_peer: Vec::new(),
+            log: "info".into(),
+        }
+    }
+}
+
+/// A config value as written by a user (flag or file): all strings, parsed once.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RawConfig {
+    pub data: Option<PathBuf>,
+    pub domain: Option<String>,
+    pub sip: Option<String>,
+    pub sips: Option<String>,
+    pub turn: Option<String>,
+    pub turns: Option<String>,
+    pub http: Option<String>,
+    pub stun_alt: Option<String>,
+    pub public_ip: Option<String>,
+    pub relay_ip: Option<String>,
+    pub relay_ports: Option<String>,
+    pub turn_secret: Option<String>,
+    pub allow_peer: Option<Vec<String>>,
+    pub log: Option<String>,
+}
+
+/// A configuration value that cannot be used; names the key/flag and the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("--{key} / `{key}`: {value:?} is not valid: {why}")]
+    Invalid { key: &'static str, value: String, why: String },
+    #[error("config file {path}: {why}")]
+    File { path: PathBuf, why: String },
+}
+
+impl RawConfig {
+    /// Read a TOML file; unknown keys are an error naming the key.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            why: format!("cannot read it ({e})"),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_owned(),
+            why: format!("{}", e.message().trim_end()).replace(
+                "unknown field",
+                "unknown key (see `natter serve --help` for the keys)",
+            ),
+        })
+    }
+
+    /// Values set in `over` replace ours (flags override the file).
+    pub fn merge(mut self, over: RawConfig) -> RawConfig {
+        macro_rules! take {
+            ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
+        }
+        take!(data, domain, sip, sips, turn, turns, http, stun_alt, public_ip, relay_ip);
+        take!(relay_ports, turn_secret, log);
+        if let Some(peers) = over.allow_peer {
+            if !peers.is_empty() {
+                self.allow_peer = Some(peers);
+            }
+        }
+        self
+    }
+
+    /// Validate everything and fill in defaults.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let d = Config::default();
+        let domain = match self.domain {
+            Some(s) => parse_domain(&s)?,
+            None => d.domain,
+        };
+        let cfg = Config {
+            data: self.data.unwrap_or(d.data),
+            domain,
+            sip: listener("sip", self.sip, d.sip)?,
+            sips: listener("sips", self.sips, d.sips)?,
+            turn: listener("turn", self.turn, d.turn)?,
+            turns: listener("turns", self.turns, d.turns)?,
+            http: listener("http", self.http, d.http)?,
+            stun_alt: listener("stun-alt", self.stun_alt, d.stun_alt)?,
+            public_ip: ip("public-ip", self.public_ip)?,
+            relay_ip: ip("relay-ip", self.relay_ip)?,
+            relay_ports: match self.relay_ports {
+                Some(s) => parse_port_range(&s)?,
+                None => d.relay_ports,
+            },
+            turn_secret: match self.turn_secret {
+                Some(s) if s.len() < 16 => {
+                    return Err(invalid("turn-secret", &s, "use at least 16 characters"))
+                }
+                other => other,
+            },
+            allow_peer: self
+                .allow_peer
+                .unwrap_or_default()
+                .iter()
+                .map(|s| parse_cidr(s))
+                .collect::<Result<_, _>>()?,
+            log: self.log.unwrap_or(d.log),
+        };
+        check_stun_alt(&cfg)?;
+        Ok(cfg)
+    }
+}
+
+fn invalid(key: &'static str, value: &str, why: &str) -> ConfigError {
+    ConfigError::Invalid { key, value: value.to_owned(), why: why.to_owned() }
+}
+
+/// `IP:PORT` or `off`.
+pub fn parse_listener(key: &'static str, s: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse::<SocketAddr>()
+        .map(Some)
+        .map_err(|_| invalid(key, s, "expected IP:PORT (e.g. 0.0.0.0:3478 or [::]:3478) or `off`"))
+}
+
+fn listener(
+    key: &'static str,
+    v: Option<String>,
+    default: Option<SocketAddr>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match v {
+        Some(s) => parse_listener(key, &s),
+        None => Ok(default),
+    }
+}
+
+fn ip(key: &'static str, v: Option<String>) -> Result<Option<IpAddr>, ConfigError> {
+    v.map(|s| s.parse().map_err(|_| invalid(key, &s, "expected an IP address like 203.0.113.7")))
+        .transpose()
+}
+
+fn parse_domain(s: &str) -> Result<String, ConfigError> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(invalid("domain", s, "expected a DNS name like example.org or localhost"))
+    }
+}
+
+/// `LO-HI`, inclusive, LO ≤ HI, LO ≥ 1024.
+pub fn parse_port_range(s: &str) -> Result<(u16, u16), ConfigError> {
+    let bad = || invalid("relay-ports", s, "expected LO-HI with 1024 <= LO <= HI <= 65535, e.g. 49152-65535");
+    let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
+    let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
+    if lo < 1024 || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
+/// A CIDR (`10.0.0.0/8`) or a single address (taken as /32 or /128).
+pub fn parse_cidr(s: &str) -> Result<IpNet, ConfigError> {
+    s.parse::<IpNet>()
+        .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| invalid("allow-peer", s, "expected a CIDR like 10.0.0.0/8 or an IP address"))
+}
+
+fn check_stun_alt(cfg: &Config) -> Result<(), ConfigError> {
+    let (Some(alt), Some(main)) = (cfg.stun_alt, cfg.turn) else {
+        return Ok(());
+    };
+    let alt_s = alt.to_string();
+    if alt.ip() == main.ip() || alt.ip().is_unspecified() {
+        return Err(invalid("stun-alt", &alt_s, "RFC 5780 needs a second IP address, different from --turn's (and not 0.0.0.0)"));
+    }
+    if main.ip().is_unspecified() {
+        return Err(invalid("stun-alt", &alt_s, "with --stun-alt, give --turn a specific IP too (the primary address of RFC 5780)"));
+    }
+    if alt.port() == main.port() {
+        return Err(invalid("stun-alt", &alt_s, "RFC 5780 needs a different port than --turn's"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_design() {
+        let c = RawConfig::default().build().unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.turn.unwrap().port(), 3478);
+        assert_eq!(c.http.unwrap().port(), 8443);
+    }
+
+    #[test]
+    fn off_disables_and_flags_override_file() {
+        let file = RawConfig { sip: Some("off".into()), domain: Some("a.example".into()), ..Default::default() };
+        let flags = RawConfig { domain: Some("B.example".into()), ..Default::default() };
+        let c = file.merge(flags).build().unwrap();
+        assert_eq!(c.sip, None);
+        assert_eq!(c.domain, "b.example");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = RawConfig { turn: Some("3478".into()), ..Default::default() }.build().unwrap_err();
+        assert!(e.to_string().contains("--turn"), "{e}");
+        let e = RawConfig { relay_ports: Some("60000-50000".into()), ..Default::default() }.build().unwrap_err();
+        assert!(e.to_string().contains("--relay-ports"), "{e}");
+        let e = RawConfig { allow_peer: Some(vec!["10.0.0.0/33".into()]), ..Default::default() }.build().unwrap_err();
+        assert!(e.to_string().contains("--allow-peer"), "{e}");
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let dir = std::env::temp_dir().join(format!("natter-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, "turn = \"off\"\nturnn = \"x\"\n").unwrap();
+        let e = RawConfig::from_file(&p).unwrap_err().to_string();
+        assert!(e.contains("turnn"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stun_alt_needs_distinct_ip_and_port() {
+        let base = || RawConfig { turn: Some("192.0.2.1:3478".into()), ..Default::default() };
+        assert!(RawConfig { stun_alt: Some("192.0.2.1:3479".into()), ..base() }.build().is_err());
+        assert!(RawConfig { stun_alt: Some("192.0.2.2:3478".into()), ..base() }.build().is_err());
+        assert!(RawConfig { stun_alt: Some("192.0.2.2:3479".into()), ..base() }.build().is_ok());
+    }
+}

@@ -1,0 +1,1 @@
+//! SIP listeners (driver). Owned by the signaling work; see `natter_sip`.
