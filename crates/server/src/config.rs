@@ -93,7 +93,11 @@ pub struct RawConfig {
 #[non_exhaustive]
 pub enum ConfigError {
     #[error("--{key} / `{key}`: {value:?} is not valid: {why}")]
-    Invalid { key: &'static str, value: String, why: String },
+    Invalid {
+        key: &'static str,
+        value: String,
+        why: String,
+    },
     #[error("config file {path}: {why}")]
     File { path: PathBuf, why: String },
 }
@@ -171,7 +175,11 @@ impl RawConfig {
 }
 
 fn invalid(key: &'static str, value: &str, why: &str) -> ConfigError {
-    ConfigError::Invalid { key, value: value.to_owned(), why: why.to_owned() }
+    ConfigError::Invalid {
+        key,
+        value: value.to_owned(),
+        why: why.to_owned(),
+    }
 }
 
 /// `IP:PORT` or `off`.
@@ -179,9 +187,13 @@ pub fn parse_listener(key: &'static str, s: &str) -> Result<Option<SocketAddr>, 
     if s.eq_ignore_ascii_case("off") {
         return Ok(None);
     }
-    s.parse::<SocketAddr>()
-        .map(Some)
-        .map_err(|_| invalid(key, s, "expected IP:PORT (e.g. 0.0.0.0:3478 or [::]:3478) or `off`"))
+    s.parse::<SocketAddr>().map(Some).map_err(|_| {
+        invalid(
+            key,
+            s,
+            "expected IP:PORT (e.g. 0.0.0.0:3478 or [::]:3478) or `off`",
+        )
+    })
 }
 
 fn listener(
@@ -196,8 +208,11 @@ fn listener(
 }
 
 fn ip(key: &'static str, v: Option<String>) -> Result<Option<IpAddr>, ConfigError> {
-    v.map(|s| s.parse().map_err(|_| invalid(key, &s, "expected an IP address like 203.0.113.7")))
-        .transpose()
+    v.map(|s| {
+        s.parse()
+            .map_err(|_| invalid(key, &s, "expected an IP address like 203.0.113.7"))
+    })
+    .transpose()
 }
 
 fn parse_domain(s: &str) -> Result<String, ConfigError> {
@@ -211,13 +226,23 @@ fn parse_domain(s: &str) -> Result<String, ConfigError> {
     if ok {
         Ok(s.to_ascii_lowercase())
     } else {
-        Err(invalid("domain", s, "expected a DNS name like example.org or localhost"))
+        Err(invalid(
+            "domain",
+            s,
+            "expected a DNS name like example.org or localhost",
+        ))
     }
 }
 
 /// `LO-HI`, inclusive, LO ≤ HI, LO ≥ 1024.
 pub fn parse_port_range(s: &str) -> Result<(u16, u16), ConfigError> {
-    let bad = || invalid("relay-ports", s, "expected LO-HI with 1024 <= LO <= HI <= 65535, e.g. 49152-65535");
+    let bad = || {
+        invalid(
+            "relay-ports",
+            s,
+            "expected LO-HI with 1024 <= LO <= HI <= 65535, e.g. 49152-65535",
+        )
+    };
     let (lo, hi) = s.split_once('-').ok_or_else(bad)?;
     let lo: u16 = lo.trim().parse().map_err(|_| bad())?;
     let hi: u16 = hi.trim().parse().map_err(|_| bad())?;
@@ -231,7 +256,13 @@ pub fn parse_port_range(s: &str) -> Result<(u16, u16), ConfigError> {
 pub fn parse_cidr(s: &str) -> Result<IpNet, ConfigError> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| invalid("allow-peer", s, "expected a CIDR like 10.0.0.0/8 or an IP address"))
+        .map_err(|_| {
+            invalid(
+                "allow-peer",
+                s,
+                "expected a CIDR like 10.0.0.0/8 or an IP address",
+            )
+        })
 }
 
 fn check_stun_alt(cfg: &Config) -> Result<(), ConfigError> {
@@ -240,13 +271,25 @@ fn check_stun_alt(cfg: &Config) -> Result<(), ConfigError> {
     };
     let alt_s = alt.to_string();
     if alt.ip() == main.ip() || alt.ip().is_unspecified() {
-        return Err(invalid("stun-alt", &alt_s, "RFC 5780 needs a second IP address, different from --turn's (and not 0.0.0.0)"));
+        return Err(invalid(
+            "stun-alt",
+            &alt_s,
+            "RFC 5780 needs a second IP address, different from --turn's (and not 0.0.0.0)",
+        ));
     }
     if main.ip().is_unspecified() {
-        return Err(invalid("stun-alt", &alt_s, "with --stun-alt, give --turn a specific IP too (the primary address of RFC 5780)"));
+        return Err(invalid(
+            "stun-alt",
+            &alt_s,
+            "with --stun-alt, give --turn a specific IP too (the primary address of RFC 5780)",
+        ));
     }
     if alt.port() == main.port() {
-        return Err(invalid("stun-alt", &alt_s, "RFC 5780 needs a different port than --turn's"));
+        return Err(invalid(
+            "stun-alt",
+            &alt_s,
+            "RFC 5780 needs a different port than --turn's",
+        ));
     }
     Ok(())
 }
@@ -265,8 +308,15 @@ mod tests {
 
     #[test]
     fn off_disables_and_flags_override_file() {
-        let file = RawConfig { sip: Some("off".into()), domain: Some("a.example".into()), ..Default::default() };
-        let flags = RawConfig { domain: Some("B.example".into()), ..Default::default() };
+        let file = RawConfig {
+            sip: Some("off".into()),
+            domain: Some("a.example".into()),
+            ..Default::default()
+        };
+        let flags = RawConfig {
+            domain: Some("B.example".into()),
+            ..Default::default()
+        };
         let c = file.merge(flags).build().unwrap();
         assert_eq!(c.sip, None);
         assert_eq!(c.domain, "b.example");
@@ -274,11 +324,26 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = RawConfig { turn: Some("3478".into()), ..Default::default() }.build().unwrap_err();
+        let e = RawConfig {
+            turn: Some("3478".into()),
+            ..Default::default()
+        }
+        .build()
+        .unwrap_err();
         assert!(e.to_string().contains("--turn"), "{e}");
-        let e = RawConfig { relay_ports: Some("60000-50000".into()), ..Default::default() }.build().unwrap_err();
+        let e = RawConfig {
+            relay_ports: Some("60000-50000".into()),
+            ..Default::default()
+        }
+        .build()
+        .unwrap_err();
         assert!(e.to_string().contains("--relay-ports"), "{e}");
-        let e = RawConfig { allow_peer: Some(vec!["10.0.0.0/33".into()]), ..Default::default() }.build().unwrap_err();
+        let e = RawConfig {
+            allow_peer: Some(vec!["10.0.0.0/33".into()]),
+            ..Default::default()
+        }
+        .build()
+        .unwrap_err();
         assert!(e.to_string().contains("--allow-peer"), "{e}");
     }
 
@@ -295,9 +360,27 @@ mod tests {
 
     #[test]
     fn stun_alt_needs_distinct_ip_and_port() {
-        let base = || RawConfig { turn: Some("192.0.2.1:3478".into()), ..Default::default() };
-        assert!(RawConfig { stun_alt: Some("192.0.2.1:3479".into()), ..base() }.build().is_err());
-        assert!(RawConfig { stun_alt: Some("192.0.2.2:3478".into()), ..base() }.build().is_err());
-        assert!(RawConfig { stun_alt: Some("192.0.2.2:3479".into()), ..base() }.build().is_ok());
+        let base = || RawConfig {
+            turn: Some("192.0.2.1:3478".into()),
+            ..Default::default()
+        };
+        assert!(RawConfig {
+            stun_alt: Some("192.0.2.1:3479".into()),
+            ..base()
+        }
+        .build()
+        .is_err());
+        assert!(RawConfig {
+            stun_alt: Some("192.0.2.2:3478".into()),
+            ..base()
+        }
+        .build()
+        .is_err());
+        assert!(RawConfig {
+            stun_alt: Some("192.0.2.2:3479".into()),
+            ..base()
+        }
+        .build()
+        .is_ok());
     }
 }

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use config::Config;
-pub use serve::run;
+pub use serve::{run, Started};
 pub use shutdown::{Shutdown, ShutdownTrigger};
 
 /// One socket the server listens on, printed at start.
@@ -54,14 +54,13 @@ pub struct Shared {
 #[non_exhaustive]
 pub enum ServeError {
     /// A listener could not be bound.
-    #[error("cannot listen on {addr} ({transport}) for {flag}: {source}; {hint}")]
+    #[error("cannot listen on {addr} ({transport}) for {flag}: {error}; {hint}")]
     Bind {
         flag: &'static str,
         transport: &'static str,
         addr: SocketAddr,
         hint: &'static str,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The data directory could not be created or read.
     #[error("data directory {path}: {reason}; choose another with --data DIR")]
@@ -73,11 +72,10 @@ pub enum ServeError {
     #[error(transparent)]
     Store(#[from] natter_store::StoreError),
     /// Any other I/O failure while serving.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -95,6 +93,12 @@ impl ServeError {
             std::io::ErrorKind::AddrNotAvailable => "this machine has no such address: use one of its own IPs or 0.0.0.0",
             _ => "check the address given to the flag",
         };
-        ServeError::Bind { flag, transport, addr, hint, source }
+        ServeError::Bind {
+            flag,
+            transport,
+            addr,
+            hint,
+            error: source,
+        }
     }
 }

@@ -24,7 +24,9 @@ pub struct DigestKeys {
 impl std::fmt::Debug for DigestKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Keys are password equivalents: never print them.
-        f.debug_struct("DigestKeys").field("realm", &self.realm).finish_non_exhaustive()
+        f.debug_struct("DigestKeys")
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,7 +58,9 @@ pub struct ImportReport {
 pub fn generate_password() -> String {
     const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rngs::OsRng;
-    (0..20).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect()
+    (0..20)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 impl Store {
@@ -64,7 +68,9 @@ impl Store {
     pub fn realm(&self) -> Result<Option<String>, StoreError> {
         let conn = self.lock();
         Ok(conn
-            .query_row("SELECT value FROM meta WHERE key = 'realm'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'realm'", [], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -72,8 +78,15 @@ impl Store {
     /// return the recorded one.
     pub fn ensure_realm(&self, realm: &str) -> Result<String, StoreError> {
         let conn = self.lock();
-        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('realm', ?1)", [realm])?;
-        Ok(conn.query_row("SELECT value FROM meta WHERE key = 'realm'", [], |r| r.get(0))?)
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('realm', ?1)",
+            [realm],
+        )?;
+        Ok(
+            conn.query_row("SELECT value FROM meta WHERE key = 'realm'", [], |r| {
+                r.get(0)
+            })?,
+        )
     }
 
     /// Change the recorded realm (accounts made for the old realm need new passwords).
@@ -126,7 +139,9 @@ impl Store {
 
     /// Delete an account. Fails with [`StoreError::NotFound`].
     pub fn remove_account(&self, id: &AccountId) -> Result<(), StoreError> {
-        let n = self.lock().execute("DELETE FROM accounts WHERE id = ?1", [id.as_str()])?;
+        let n = self
+            .lock()
+            .execute("DELETE FROM accounts WHERE id = ?1", [id.as_str()])?;
         if n == 1 {
             Ok(())
         } else {
@@ -151,7 +166,9 @@ impl Store {
 
     /// Number of accounts.
     pub fn count_accounts(&self) -> Result<usize, StoreError> {
-        let n: i64 = self.lock().query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+        let n: i64 = self
+            .lock()
+            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
         Ok(n as usize)
     }
 
@@ -162,16 +179,23 @@ impl Store {
             return Ok(None);
         };
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached(
-            "SELECT realm, ha1_md5, ha1_sha256 FROM accounts WHERE id = ?1",
-        )?;
+        let mut stmt =
+            conn.prepare_cached("SELECT realm, ha1_md5, ha1_sha256 FROM accounts WHERE id = ?1")?;
         let row = stmt
             .query_row([id.as_str()], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, Vec<u8>>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
             })
             .optional()?;
         Ok(row.and_then(|(realm, md5, sha256)| {
-            Some(DigestKeys { realm, md5: md5.try_into().ok()?, sha256: sha256.try_into().ok()? })
+            Some(DigestKeys {
+                realm,
+                md5: md5.try_into().ok()?,
+                sha256: sha256.try_into().ok()?,
+            })
         }))
     }
 
@@ -185,7 +209,10 @@ impl Store {
         let tx = conn.transaction()?;
         for (i, line) in input.lines().enumerate() {
             let line_no = i + 1;
-            let line = line.map_err(|source| StoreError::Io { what: format!("line {line_no}"), source })?;
+            let line = line.map_err(|error| StoreError::Io {
+                what: format!("line {line_no}"),
+                error,
+            })?;
             match parse_csv_line(&line) {
                 CsvLine::Skip => {}
                 CsvLine::Bad(why) => report.rejected.push((line_no, why)),
@@ -215,15 +242,31 @@ fn insert(
     keys: &DigestKeys,
     replace: bool,
 ) -> Result<bool, StoreError> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let mut stmt = conn.prepare_cached(
         "INSERT INTO accounts (id, realm, ha1_md5, ha1_sha256, created) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(id) DO NOTHING",
     )?;
-    let added = stmt.execute(params![id.as_str(), keys.realm, &keys.md5[..], &keys.sha256[..], now as i64])? == 1;
+    let added = stmt.execute(params![
+        id.as_str(),
+        keys.realm,
+        &keys.md5[..],
+        &keys.sha256[..],
+        now as i64
+    ])? == 1;
     if !added && replace {
-        conn.prepare_cached("UPDATE accounts SET realm = ?2, ha1_md5 = ?3, ha1_sha256 = ?4 WHERE id = ?1")?
-            .execute(params![id.as_str(), keys.realm, &keys.md5[..], &keys.sha256[..]])?;
+        conn.prepare_cached(
+            "UPDATE accounts SET realm = ?2, ha1_md5 = ?3, ha1_sha256 = ?4 WHERE id = ?1",
+        )?
+        .execute(params![
+            id.as_str(),
+            keys.realm,
+            &keys.md5[..],
+            &keys.sha256[..]
+        ])?;
     }
     Ok(added)
 }
@@ -256,7 +299,9 @@ fn parse_csv_line(line: &str) -> CsvLine {
 }
 
 fn unquote(s: &str) -> &str {
-    s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s)
+    s.strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap_or(s)
 }
 
 #[cfg(test)]
@@ -283,14 +328,20 @@ mod tests {
         let s = store();
         let id = AccountId::parse("+14155550100").unwrap();
         s.add_account(&id, "pw1").unwrap();
-        assert!(matches!(s.add_account(&id, "pw2"), Err(StoreError::Exists(_))));
+        assert!(matches!(
+            s.add_account(&id, "pw2"),
+            Err(StoreError::Exists(_))
+        ));
         let k1 = s.digest_keys("+1 415 555 0100").unwrap().unwrap();
         assert_eq!(k1, DigestKeys::derive("+14155550100", "example.org", "pw1"));
         s.set_password(&id, "pw2").unwrap();
         assert_ne!(s.digest_keys("+14155550100").unwrap().unwrap(), k1);
         assert_eq!(s.list_accounts().unwrap(), vec![id.clone()]);
         s.remove_account(&id).unwrap();
-        assert!(matches!(s.remove_account(&id), Err(StoreError::NotFound(_))));
+        assert!(matches!(
+            s.remove_account(&id),
+            Err(StoreError::NotFound(_))
+        ));
         assert_eq!(s.digest_keys("+14155550100").unwrap(), None);
         assert_eq!(s.digest_keys("not valid!").unwrap(), None);
     }
@@ -299,7 +350,8 @@ mod tests {
     fn realm_is_sticky_and_mismatch_counted() {
         let s = store();
         assert_eq!(s.ensure_realm("other.org").unwrap(), "example.org");
-        s.add_account(&AccountId::parse("alice").unwrap(), "x").unwrap();
+        s.add_account(&AccountId::parse("alice").unwrap(), "x")
+            .unwrap();
         assert_eq!(s.accounts_outside_realm("example.org").unwrap(), 0);
         assert_eq!(s.accounts_outside_realm("other.org").unwrap(), 1);
     }
@@ -307,14 +359,21 @@ mod tests {
     #[test]
     fn import_reports_each_line() {
         let s = store();
-        s.add_account(&AccountId::parse("bob").unwrap(), "old").unwrap();
+        s.add_account(&AccountId::parse("bob").unwrap(), "old")
+            .unwrap();
         let csv = "id,password\n+14155550100,secret1\n# comment\n\nbob,new\nbad id!,x\nnopassword,\n\"carol\",\"pw\"\n4155550100,x\n";
         let r = s.import_csv(csv.as_bytes()).unwrap();
         assert_eq!(r.added, 2);
         assert_eq!(r.updated, 1);
-        assert_eq!(r.rejected.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec![6, 7, 9]);
+        assert_eq!(
+            r.rejected.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            vec![6, 7, 9]
+        );
         assert_eq!(s.count_accounts().unwrap(), 3);
-        assert_eq!(s.digest_keys("bob").unwrap().unwrap(), DigestKeys::derive("bob", "example.org", "new"));
+        assert_eq!(
+            s.digest_keys("bob").unwrap().unwrap(),
+            DigestKeys::derive("bob", "example.org", "new")
+        );
     }
 
     #[test]
@@ -344,7 +403,8 @@ mod tests {
         {
             let s = Store::open(&p).unwrap();
             s.ensure_realm("example.org").unwrap();
-            s.add_account(&AccountId::parse("alice").unwrap(), "pw").unwrap();
+            s.add_account(&AccountId::parse("alice").unwrap(), "pw")
+                .unwrap();
         }
         let s = Store::open(&p).unwrap();
         assert!(s.digest_keys("alice").unwrap().is_some());

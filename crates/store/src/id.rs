@@ -70,7 +70,9 @@ fn parse_number(input: &str, rest: &str) -> Result<AccountId, IdError> {
 /// Only digits and phone punctuation, with at least 7 digits.
 fn looks_like_number(s: &str) -> bool {
     let digits = s.bytes().filter(u8::is_ascii_digit).count();
-    digits >= 7 && s.bytes().all(|b| b.is_ascii_digit() || b" -.()".contains(&b))
+    digits >= 7
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b" -.()".contains(&b))
 }
 
 impl fmt::Display for AccountId {
@@ -92,27 +94,54 @@ mod tests {
 
     #[test]
     fn numbers_normalise_to_e164() {
-        assert_eq!(AccountId::parse("+1 (415) 555-0100").unwrap().as_str(), "+14155550100");
-        assert_eq!(AccountId::parse(" +44 20 7946 0958 ").unwrap().as_str(), "+442079460958");
+        assert_eq!(
+            AccountId::parse("+1 (415) 555-0100").unwrap().as_str(),
+            "+14155550100"
+        );
+        assert_eq!(
+            AccountId::parse(" +44 20 7946 0958 ").unwrap().as_str(),
+            "+442079460958"
+        );
         assert!(AccountId::parse("+14155550100").unwrap().is_number());
     }
 
     #[test]
     fn bad_numbers_are_explained() {
-        assert!(matches!(AccountId::parse("+1234"), Err(IdError::BadNumber(_))));
-        assert!(matches!(AccountId::parse("+0123456789"), Err(IdError::BadNumber(_))));
-        assert!(matches!(AccountId::parse("+1415555010012345"), Err(IdError::BadNumber(_))));
-        assert!(matches!(AccountId::parse("+1415x5550100"), Err(IdError::BadNumber(_))));
-        assert!(matches!(AccountId::parse("(415) 555-0100"), Err(IdError::MissingPlus(_))));
+        assert!(matches!(
+            AccountId::parse("+1234"),
+            Err(IdError::BadNumber(_))
+        ));
+        assert!(matches!(
+            AccountId::parse("+0123456789"),
+            Err(IdError::BadNumber(_))
+        ));
+        assert!(matches!(
+            AccountId::parse("+1415555010012345"),
+            Err(IdError::BadNumber(_))
+        ));
+        assert!(matches!(
+            AccountId::parse("+1415x5550100"),
+            Err(IdError::BadNumber(_))
+        ));
+        assert!(matches!(
+            AccountId::parse("(415) 555-0100"),
+            Err(IdError::MissingPlus(_))
+        ));
     }
 
     #[test]
     fn usernames() {
-        assert_eq!(AccountId::parse("Alice.Smith").unwrap().as_str(), "alice.smith");
+        assert_eq!(
+            AccountId::parse("Alice.Smith").unwrap().as_str(),
+            "alice.smith"
+        );
         assert_eq!(AccountId::parse("bob_2-x").unwrap().as_str(), "bob_2-x");
         assert!(!AccountId::parse("bob").unwrap().is_number());
         for bad in ["", "a b", "ålice", "a@b", &"x".repeat(65), "a:b"] {
-            assert!(matches!(AccountId::parse(bad), Err(IdError::BadUsername(_))), "{bad}");
+            assert!(
+                matches!(AccountId::parse(bad), Err(IdError::BadUsername(_))),
+                "{bad}"
+            );
         }
     }
 }

@@ -32,11 +32,10 @@ pub use id::{AccountId, IdError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    #[error("database {path}: {source}; check that the data directory is writable (--data DIR)")]
+    #[error("database {path}: {error}; check that the data directory is writable (--data DIR)")]
     Open {
         path: String,
-        #[source]
-        source: rusqlite::Error,
+        error: rusqlite::Error,
     },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
@@ -46,12 +45,8 @@ pub enum StoreError {
     NotFound(AccountId),
     #[error(transparent)]
     Id(#[from] IdError),
-    #[error("cannot read {what}: {source}")]
-    Io {
-        what: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read {what}: {error}")]
+    Io { what: String, error: std::io::Error },
 }
 
 /// A handle to the database; cheap to clone, safe to share between threads.
@@ -71,11 +66,17 @@ const SCHEMA_VERSION: i64 = 1;
 impl Store {
     /// Open (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open { path: path.display().to_string(), source };
+        let open_err = |error| StoreError::Open {
+            path: path.display().to_string(),
+            error,
+        };
         let conn = Connection::open(path).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
         Store::from_connection(conn)
     }
 
@@ -86,7 +87,9 @@ impl Store {
 
     fn from_connection(conn: Connection) -> Result<Store, StoreError> {
         migrate(&conn)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// Run `f` with the connection locked. For modules of this crate and
