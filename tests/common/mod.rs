@@ -1,0 +1,162 @@
+//! Helpers for tests that run the real `natter` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub fn natter() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_natter"))
+}
+
+/// A fresh, empty directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("natter-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// A running `natter serve`, killed on drop.
+pub struct Serve {
+    pub child: Child,
+    pub stdout: Vec<String>,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Serve {
+    /// Start `natter serve ARGS` and wait until it prints that it is serving.
+    pub fn start(args: &[&str]) -> Serve {
+        let mut child = natter()
+            .arg("serve")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn natter serve");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().expect("stdout piped");
+        let err = child.stderr.take().expect("stderr piped");
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        std::thread::spawn(move || {
+            for l in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx2.send(format!("stderr: {l}"));
+            }
+        });
+        let mut s = Serve {
+            child,
+            stdout: Vec::new(),
+            lines: rx,
+        };
+        s.wait_for_line("Stop with Ctrl-C", Duration::from_secs(20));
+        s
+    }
+
+    /// Wait for a line containing `needle`; panics with everything seen so far.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.stdout.push(l.clone());
+                    if l.contains(needle) {
+                        return l;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needle:?} within {timeout:?}; output so far:\n{}",
+                    self.stdout.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Send a signal by name (e.g. "TERM") and wait for the exit, at most `timeout`.
+    pub fn signal_and_wait(&mut self, sig: &str, timeout: Duration) -> std::process::ExitStatus {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill -{sig} failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "natter serve did not stop within {timeout:?} of SIG{sig}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `natter serve` arguments with every listener off except those given.
+pub fn only(listeners: &[(&str, String)], data: &Path) -> Vec<String> {
+    let mut v = vec!["--data".to_string(), data.display().to_string()];
+    for flag in ["--sip", "--sips", "--turn", "--turns", "--http"] {
+        let value = listeners
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| "off".into());
+        v.push(flag.into());
+        v.push(value);
+    }
+    for (f, a) in listeners
+        .iter()
+        .filter(|(f, _)| !["--sip", "--sips", "--turn", "--turns", "--http"].contains(f))
+    {
+        v.push((*f).into());
+        v.push(a.clone());
+    }
+    v
+}
