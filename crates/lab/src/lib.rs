@@ -26,10 +26,12 @@ mod cmd;
 mod error;
 pub mod impair;
 mod process;
+mod skip;
 mod topology;
 
 pub use cmd::lab_available;
 pub use error::{Error, Result};
 pub use impair::{ImpairedLink, Impairment, LinkStats};
 pub use process::LabProcess;
+pub use skip::{skip, which};
 pub use topology::{Host, Lab, Nat, NatKind};
