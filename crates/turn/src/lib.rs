@@ -28,6 +28,7 @@
 mod error;
 
 pub mod binding;
+pub mod server;
 pub mod stun;
 
 pub use error::StunError;
