@@ -50,6 +50,7 @@ pub(crate) struct Allocation {
 }
 
 impl Allocation {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         client: FiveTuple,
         relay: RelayId,
