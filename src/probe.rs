@@ -453,7 +453,10 @@ impl ProbeReport {
             Behaviour::EndpointIndependent => format!(
                 "{word}: your NAT keeps the same public port for every destination, so peer-to-peer calls will work through hole punching"
             ),
-            _ => format!(
+            Behaviour::AddressDependent => format!(
+                "{word}{guess}: your NAT picks a new public port for each server or peer address, so direct calls to people who are also behind a NAT often fail and natter relays them through its TURN server"
+            ),
+            Behaviour::AddressAndPortDependent => format!(
                 "{word}{guess}: your NAT picks a new public port for each destination (a \"symmetric\" NAT), so direct calls to people who are also behind a NAT usually fail and natter relays them through its TURN server"
             ),
         }

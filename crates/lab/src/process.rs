@@ -11,6 +11,8 @@ use crate::{Error, Result};
 
 /// How often waiting loops look at a child again.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How long to wait for the last output after a process ended.
+const JOIN_GRACE: Duration = Duration::from_millis(500);
 
 /// A process started in a lab host with [`crate::Host::spawn`].
 ///
@@ -144,8 +146,7 @@ impl LabProcess {
             let _ = self.child.kill();
             self.status = self.child.wait().ok();
         }
-        self.stdout.join();
-        self.stderr.join();
+        // Output collected so far stays readable; the reader threads end with the pipe.
     }
 
     fn timeout_error(&self, timeout: Duration, waiting_for: &str) -> Error {
@@ -194,12 +195,23 @@ impl Collector {
         lock(&self.buffer).clone()
     }
 
-    /// Waits for the reader thread; only called once the process has ended (or was killed),
-    /// so the pipe is closed and the thread finishes... unless a grandchild inherited the
-    /// pipe, which is why the lab kills everything in its namespaces on drop.
+    /// Waits (briefly) for the reader thread to see the end of the pipe, so all output is
+    /// in. A grandchild that inherited the pipe can keep it open; then the thread is left
+    /// to finish on its own (the lab kills everything in its namespaces on drop).
     fn join(&mut self) {
-        if let Some(reader) = self.reader.take() {
-            let _ = reader.join();
+        let deadline = Instant::now() + JOIN_GRACE;
+        while self
+            .reader
+            .as_ref()
+            .is_some_and(|reader| !reader.is_finished())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if self.reader.as_ref().is_some_and(JoinHandle::is_finished) {
+            if let Some(reader) = self.reader.take() {
+                let _ = reader.join();
+            }
         }
     }
 }
@@ -261,6 +273,21 @@ mod tests {
             .wait_for_output("ready", Duration::from_secs(5))
             .unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_pipe_does_not_block_kill() {
+        let mut process = plain("sh", &["-c", "sleep 5 & echo started; wait"]);
+        process
+            .wait_for_output("started", Duration::from_secs(5))
+            .unwrap();
+        let started = Instant::now();
+        drop(process);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -12,10 +12,9 @@ use natter_lab::{Host, Impairment, Lab, LabProcess, NatKind};
 const HELPER_ENV: &str = "NATTER_LAB_HELPER";
 
 macro_rules! require_lab {
-    () => {
+    ($test:expr) => {
         if let Err(why) = natter_lab::lab_available() {
-            eprintln!("SKIPPED: {why}");
-            return;
+            return natter_lab::skip($test, &why);
         }
     };
 }
@@ -188,7 +187,7 @@ fn mappings(client: &Host, targets: &[String]) -> Vec<SocketAddr> {
 
 #[test]
 fn cone_nat_keeps_one_mapping_for_every_destination() {
-    require_lab!();
+    require_lab!("cone_nat_keeps_one_mapping_for_every_destination");
     let mut lab = Lab::new("cone").unwrap();
     let nat = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
     let client = lab.add_host_behind(&nat).unwrap();
@@ -206,7 +205,7 @@ fn cone_nat_keeps_one_mapping_for_every_destination() {
 
 #[test]
 fn symmetric_nat_maps_each_destination_anew() {
-    require_lab!();
+    require_lab!("symmetric_nat_maps_each_destination_anew");
     let mut lab = Lab::new("symmetric").unwrap();
     let nat = lab.add_nat(NatKind::Symmetric).unwrap();
     let client = lab.add_host_behind(&nat).unwrap();
@@ -226,7 +225,7 @@ fn symmetric_nat_maps_each_destination_anew() {
 
 #[test]
 fn udp_blocked_nat_lets_no_datagram_out() {
-    require_lab!();
+    require_lab!("udp_blocked_nat_lets_no_datagram_out");
     let mut lab = Lab::new("udp-blocked").unwrap();
     let nat = lab.add_nat(NatKind::UdpBlocked).unwrap();
     let client = lab.add_host_behind(&nat).unwrap();
@@ -239,7 +238,7 @@ fn udp_blocked_nat_lets_no_datagram_out() {
 
 #[test]
 fn public_host_carrier_nat_and_shared_nat_are_reachable() {
-    require_lab!();
+    require_lab!("public_host_carrier_nat_and_shared_nat_are_reachable");
     let mut lab = Lab::new("mixed").unwrap();
     let public = lab.add_public_host().unwrap();
     let carrier = lab.add_carrier_nat(NatKind::PortRestrictedCone).unwrap();
@@ -270,7 +269,7 @@ fn public_host_carrier_nat_and_shared_nat_are_reachable() {
 
 #[test]
 fn dropping_the_lab_removes_namespaces_and_processes() {
-    require_lab!();
+    require_lab!("dropping_the_lab_removes_namespaces_and_processes");
     let lab = Lab::new("teardown").unwrap();
     let server = lab.server_host().clone();
     let sleeper = server.spawn("sleep", &["600"]).unwrap();
@@ -297,7 +296,7 @@ fn dropping_the_lab_removes_namespaces_and_processes() {
 
 #[test]
 fn teardown_also_happens_when_a_test_panics() {
-    require_lab!();
+    require_lab!("teardown_also_happens_when_a_test_panics");
     let names = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let seen = names.clone();
     let result = std::panic::catch_unwind(move || {
@@ -331,7 +330,7 @@ fn parse_stream(out: &str) -> (u32, f64, f64, u32) {
 
 #[test]
 fn impaired_link_adds_delay_jitter_and_loss() {
-    require_lab!();
+    require_lab!("impaired_link_adds_delay_jitter_and_loss");
     let mut lab = Lab::new("impair").unwrap();
     let nat = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
     let client = lab.add_host_behind(&nat).unwrap();
