@@ -6,11 +6,23 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
+mod dialog;
+pub mod flow;
 pub mod frame;
+pub mod guard;
+pub mod location;
 pub mod msg;
+mod proxy;
+mod registrar;
+mod routing;
 pub mod sdp;
+mod server;
+mod timers;
+mod tx;
 
 pub use msg::{parse, HeaderName, Limits, Message, Method};
+pub use server::{Event, OpenState, Server, ServerConfig};
 
 /// Errors from the SIP core. Parse errors never panic; they say what is wrong.
 #[derive(Debug, thiserror::Error)]

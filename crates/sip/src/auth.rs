@@ -1,0 +1,277 @@
+//! Digest authentication (RFC 3261 §22, RFC 8760): SHA-256 and MD5,
+//! `qop=auth`, stateless HMAC-signed nonces that expire (→ `stale=true`),
+//! and replay protection by nonce-count tracking in a fixed-size table.
+//!
+//! A nonce is `hex(issued_ms ‖ serial ‖ HMAC-SHA256(secret, issued_ms ‖ serial)[..16])`.
+//! The serial indexes a ring of `(serial, highest nc)` slots, so replay state
+//! costs a fixed 16 bytes per slot however many nonces are issued; a nonce
+//! whose slot was reused is answered as stale.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use md5::Md5;
+use sha2::{Digest as _, Sha256};
+
+/// HA1 keys of one account, `H(user:realm:password)`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DigestKeys {
+    pub md5: [u8; 16],
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for DigestKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DigestKeys(..)") // password equivalents: never printed
+    }
+}
+
+impl DigestKeys {
+    /// Derive the keys from a password (tests, tools).
+    pub fn derive(user: &str, realm: &str, password: &str) -> DigestKeys {
+        let input = format!("{user}:{realm}:{password}");
+        DigestKeys { md5: Md5::digest(input.as_bytes()).into(), sha256: Sha256::digest(input.as_bytes()).into() }
+    }
+}
+
+/// Where account keys come from. The driver implements it over the store
+/// (with a cache); lookups happen on the hot path, so keep them fast.
+pub trait Accounts {
+    /// The keys of `user` in our realm, `None` when there is no such account.
+    fn digest_keys(&self, user: &str) -> Option<DigestKeys>;
+}
+
+/// Digest algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Md5,
+    Sha256,
+}
+
+/// Credentials from an Authorization / Proxy-Authorization header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub realm: String,
+    pub nonce: String,
+    pub uri: String,
+    pub response: String,
+    pub algorithm: Algorithm,
+    /// `Some((cnonce, nc))` when `qop=auth` was used.
+    pub qop_auth: Option<(String, u32)>,
+}
+
+/// The outcome of checking credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Correct response, fresh nonce, new nonce count.
+    Ok,
+    /// Correct response but the nonce expired: challenge again with `stale=true`.
+    Stale,
+    /// The nonce was not ours, or the nonce count was replayed: challenge again.
+    BadNonce,
+    /// Wrong password, unknown account or unsupported parameters.
+    Wrong,
+}
+
+/// Issues and checks nonces for one realm.
+pub struct Digest {
+    realm: String,
+    mac: Hmac<Sha256>,
+    epoch: Instant,
+    ttl: Duration,
+    serial: u64,
+    slots: Vec<(u64, u32)>,
+}
+
+impl Digest {
+    /// `secret` keys the nonce MAC (random per process is fine: after a
+    /// restart old nonces fail and clients are simply challenged again).
+    /// `slots` bounds replay state (at least 1).
+    pub fn new(realm: &str, secret: &[u8; 32], epoch: Instant, ttl: Duration, slots: usize) -> Digest {
+        Digest {
+            realm: realm.to_owned(),
+            // HMAC accepts keys of any length, so this cannot fail.
+            mac: Hmac::new_from_slice(secret).expect("HMAC takes any key length"),
+            epoch,
+            ttl,
+            serial: 0,
+            slots: vec![(u64::MAX, 0); slots.max(1)],
+        }
+    }
+
+    /// The realm challenged for.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// Challenge header values (SHA-256 first, then MD5, RFC 8760 §2.4).
+    pub fn challenge(&mut self, now: Instant, stale: bool) -> [String; 2] {
+        let nonce = self.nonce(now);
+        let stale = if stale { ", stale=true" } else { "" };
+        let one = |alg: &str| {
+            format!("Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={alg}, qop=\"auth\"{stale}", self.realm)
+        };
+        [one("SHA-256"), one("MD5")]
+    }
+
+    /// Check credentials for a request `method`. `keys` is `None` for an
+    /// unknown account: the work done is the same and the verdict is `Wrong`.
+    pub fn verify(&mut self, now: Instant, method: &str, creds: &Credentials, keys: Option<&DigestKeys>) -> Verdict {
+        let expected = expected_response(creds, method, keys);
+        let matches = constant_time_eq(expected.as_bytes(), creds.response.to_ascii_lowercase().as_bytes());
+        if keys.is_none() || !matches || creds.realm != self.realm {
+            return Verdict::Wrong;
+        }
+        let Some((issued, serial)) = self.open_nonce(&creds.nonce) else { return Verdict::BadNonce };
+        let index = (serial % self.slots.len() as u64) as usize;
+        let slot = &mut self.slots[index];
+        if slot.0 != serial {
+            return Verdict::Stale; // the slot was reused by a newer nonce
+        }
+        if now.saturating_duration_since(issued) > self.ttl {
+            return Verdict::Stale;
+        }
+        let nc = creds.qop_auth.as_ref().map_or(1, |(_, nc)| *nc);
+        if slot.0 == serial && nc <= slot.1 {
+            return Verdict::BadNonce; // replayed nonce count
+        }
+        *slot = (serial, nc);
+        Verdict::Ok
+    }
+
+    fn nonce(&mut self, now: Instant) -> String {
+        let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        self.serial += 1;
+        let serial = self.serial;
+        let slot = (serial % self.slots.len() as u64) as usize;
+        self.slots[slot] = (serial, 0);
+        let tag = self.tag(ms, serial);
+        let mut out = String::with_capacity(64);
+        for b in ms.to_be_bytes().iter().chain(&serial.to_be_bytes()).chain(&tag) {
+            let _ = write!(out, "{b:02x}");
+        }
+        out
+    }
+
+    fn open_nonce(&self, nonce: &str) -> Option<(Instant, u64)> {
+        let bytes = hex_decode(nonce)?;
+        let (ms, rest) = bytes.split_first_chunk::<8>()?;
+        let (serial, tag) = rest.split_first_chunk::<8>()?;
+        let (ms, serial) = (u64::from_be_bytes(*ms), u64::from_be_bytes(*serial));
+        if tag.len() != 16 || !constant_time_eq(&self.tag(ms, serial), tag) {
+            return None;
+        }
+        Some((self.epoch + Duration::from_millis(ms), serial))
+    }
+
+    fn tag(&self, ms: u64, serial: u64) -> [u8; 16] {
+        let mut mac = self.mac.clone();
+        mac.update(&ms.to_be_bytes());
+        mac.update(&serial.to_be_bytes());
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+}
+
+/// Parse `Digest k=v, k="v", …`. `None` when not a usable digest header.
+pub fn parse_credentials(value: &str) -> Option<Credentials> {
+    let rest = value.trim();
+    let (scheme, rest) = rest.split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return None;
+    }
+    let (mut username, mut realm, mut nonce, mut uri, mut response) = (None, None, None, None, None);
+    let (mut algorithm, mut qop, mut cnonce, mut nc) = (Algorithm::Md5, None, None, None);
+    for (k, v) in auth_params(rest)? {
+        match k.to_ascii_lowercase().as_str() {
+            "username" => username = Some(v),
+            "realm" => realm = Some(v),
+            "nonce" => nonce = Some(v),
+            "uri" => uri = Some(v),
+            "response" => response = Some(v),
+            "algorithm" if v.eq_ignore_ascii_case("MD5") => algorithm = Algorithm::Md5,
+            "algorithm" if v.eq_ignore_ascii_case("SHA-256") => algorithm = Algorithm::Sha256,
+            "algorithm" => return None,
+            "qop" => qop = Some(v),
+            "cnonce" => cnonce = Some(v),
+            "nc" => nc = Some(u32::from_str_radix(&v, 16).ok()?),
+            _ => {}
+        }
+    }
+    let qop_auth = match qop.as_deref() {
+        None => None,
+        Some(q) if q.eq_ignore_ascii_case("auth") => Some((cnonce?, nc?)),
+        Some(_) => return None,
+    };
+    Some(Credentials { username: username?, realm: realm?, nonce: nonce?, uri: uri?, response: response?, algorithm, qop_auth })
+}
+
+fn auth_params(s: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::with_capacity(10);
+    let mut rest = s.trim_start();
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once('=')?;
+        let after = after.trim_start();
+        let (value, after) = if let Some(q) = after.strip_prefix('"') {
+            let end = q.find('"')?;
+            (q[..end].to_owned(), &q[end + 1..])
+        } else {
+            let end = after.find(',').unwrap_or(after.len());
+            (after[..end].trim().to_owned(), &after[end..])
+        };
+        out.push((name.trim().to_owned(), value));
+        rest = after.trim_start().strip_prefix(',').unwrap_or(after).trim_start();
+        if out.len() > 32 {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+fn expected_response(c: &Credentials, method: &str, keys: Option<&DigestKeys>) -> String {
+    // Unknown accounts hash against zero keys so the work is the same.
+    let (md5, sha) = keys.map_or(([0u8; 16], [0u8; 32]), |k| (k.md5, k.sha256));
+    let ha1 = match c.algorithm {
+        Algorithm::Md5 => hex(&md5),
+        Algorithm::Sha256 => hex(&sha),
+    };
+    let ha2 = hash(c.algorithm, &format!("{method}:{}", c.uri));
+    let input = match &c.qop_auth {
+        Some((cnonce, nc)) => format!("{ha1}:{}:{nc:08x}:{cnonce}:auth:{ha2}", c.nonce),
+        None => format!("{ha1}:{}:{ha2}", c.nonce),
+    };
+    hash(c.algorithm, &input)
+}
+
+fn hash(alg: Algorithm, input: &str) -> String {
+    match alg {
+        Algorithm::Md5 => hex(&Md5::digest(input.as_bytes())),
+        Algorithm::Sha256 => hex(&Sha256::digest(input.as_bytes())),
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 128 {
+        return None;
+    }
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests;

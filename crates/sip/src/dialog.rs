@@ -1,0 +1,86 @@
+//! Dialogs the proxy record-routed: both parties' flows, so in-dialog
+//! requests (ACK, BYE, re-INVITE) go back over the flows the devices opened
+//! (their NAT mappings) and only ever between the two parties, never to an
+//! address named in the request (no open relay).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::flow::Flow;
+
+/// Idle dialogs are forgotten after this long (a call with no in-dialog
+/// request for 12 hours has surely ended without a BYE).
+pub(crate) const DIALOG_IDLE: Duration = Duration::from_secs(12 * 3600);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Dialog {
+    pub caller_tag: String,
+    pub caller: Flow,
+    pub callee: Flow,
+    pub expires: Instant,
+}
+
+/// Key: Call-ID and the two tags in sorted order (direction-free).
+type Key = (String, String, String);
+
+#[derive(Debug, Default)]
+pub(crate) struct Dialogs {
+    map: HashMap<Key, Dialog>,
+}
+
+fn key(call_id: &str, a: &str, b: &str) -> Key {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    (call_id.to_owned(), lo.to_owned(), hi.to_owned())
+}
+
+impl Dialogs {
+    pub(crate) fn insert(&mut self, call_id: &str, caller_tag: &str, callee_tag: &str, caller: Flow, callee: Flow, now: Instant) {
+        let dialog = Dialog { caller_tag: caller_tag.to_owned(), caller, callee, expires: now + DIALOG_IDLE };
+        self.map.insert(key(call_id, caller_tag, callee_tag), dialog);
+    }
+
+    /// The dialog of an in-dialog request, refreshed.
+    pub(crate) fn touch(&mut self, call_id: &str, from_tag: &str, to_tag: &str, now: Instant) -> Option<Dialog> {
+        let d = self.map.get_mut(&key(call_id, from_tag, to_tag))?;
+        d.expires = now + DIALOG_IDLE;
+        Some(d.clone())
+    }
+
+    pub(crate) fn remove(&mut self, call_id: &str, from_tag: &str, to_tag: &str) {
+        self.map.remove(&key(call_id, from_tag, to_tag));
+    }
+
+    pub(crate) fn expire(&mut self, now: Instant) {
+        self.map.retain(|_, d| d.expires > now);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Transport;
+
+    #[test]
+    fn found_from_either_side_and_expires_when_idle() {
+        let f = Flow {
+            transport: Transport::Udp,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            remote: "127.0.0.1:5000".parse().unwrap(),
+            conn: None,
+        };
+        let t0 = Instant::now();
+        let mut d = Dialogs::default();
+        d.insert("c", "A", "B", f, f, t0);
+        assert!(d.touch("c", "B", "A", t0).is_some());
+        assert_eq!(d.touch("c", "A", "B", t0).unwrap().caller_tag, "A");
+        assert!(d.touch("c", "A", "X", t0).is_none());
+        d.expire(t0 + DIALOG_IDLE);
+        assert_eq!(d.len(), 1, "touched at t0, so it lives until t0 + idle");
+        d.expire(t0 + DIALOG_IDLE + Duration::from_secs(1));
+        assert_eq!(d.len(), 0);
+    }
+}

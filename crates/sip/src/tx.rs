@@ -1,0 +1,192 @@
+//! Transaction state (RFC 3261 §17) for the proxy, and the response cache
+//! that absorbs retransmitted non-INVITE requests answered locally.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::flow::Flow;
+use crate::timers::Timers;
+use crate::Message;
+
+/// Server transaction states (§17.2.1 with RFC 6026's Accepted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ServerState {
+    /// Waiting for the branches; provisional responses may have been sent.
+    Proceeding,
+    /// A non-2xx final response was sent; waiting for the ACK (Timer G/H).
+    Completed,
+    /// A 2xx was forwarded, or the ACK arrived: only lingering.
+    Done,
+}
+
+/// A request we received and forward (INVITE or any in-dialog request).
+#[derive(Debug)]
+pub(crate) struct ServerTx {
+    pub key: (String, bool),
+    /// The flow the request came in on; responses go back over it.
+    pub flow: Flow,
+    /// The request as received, reduced to what responses copy (§8.2.6).
+    pub request: Message,
+    pub invite: bool,
+    pub state: ServerState,
+    /// The last response sent, resent when the request is retransmitted.
+    pub last: Option<Vec<u8>>,
+    pub branches: Vec<u64>,
+    /// Final non-2xx responses collected from finished branches.
+    pub finals: Vec<Message>,
+    pub cancelled: bool,
+    /// Timer G interval.
+    pub interval: Duration,
+}
+
+/// Client transaction states (§17.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClientState {
+    /// Request sent, nothing heard (Timer A/E running).
+    Calling,
+    /// A provisional response arrived.
+    Proceeding,
+    /// Final response received; lingering to absorb retransmissions.
+    Completed,
+}
+
+/// One branch we forwarded a request on.
+#[derive(Debug)]
+pub(crate) struct ClientTx {
+    pub branch: String,
+    pub server: u64,
+    pub flow: Flow,
+    pub invite: bool,
+    /// The request as sent: retransmitted, and re-read to build CANCEL and
+    /// ACK. Emptied once a 2xx passed (nothing more to send).
+    pub bytes: Vec<u8>,
+    pub state: ClientState,
+    /// Timer A/E interval.
+    pub interval: Duration,
+    /// The CANCEL we sent, for retransmission; `cancel_pending` when it must
+    /// wait for a provisional response first (§9.1).
+    pub cancel: Option<Vec<u8>>,
+    pub cancel_pending: bool,
+    pub cancel_interval: Duration,
+    pub final_code: Option<u16>,
+}
+
+/// All transactions, indexed by id and by branch.
+#[derive(Debug, Default)]
+pub(crate) struct Transactions {
+    servers: HashMap<u64, ServerTx>,
+    server_index: HashMap<(String, bool), u64>,
+    clients: HashMap<u64, ClientTx>,
+    client_index: HashMap<String, u64>,
+    next_id: u64,
+    cache: HashMap<String, Vec<u8>>,
+    cache_expiry: VecDeque<(Instant, String)>,
+}
+
+/// The server-transaction key of a request: top Via branch and whether the
+/// transaction is an INVITE one (ACK and CANCEL match the INVITE's).
+pub(crate) fn server_key(req: &Message, invite: bool) -> Option<(String, bool)> {
+    let via = req.top_via()?;
+    let branch = match via.branch() {
+        Some(b) if b.starts_with("z9hG4bK") => b.to_owned(),
+        // RFC 2543 peers: fall back to Call-ID, CSeq number and From tag.
+        _ => format!(
+            "{}|{}|{}",
+            req.call_id()?,
+            req.cseq()?.seq,
+            req.from().and_then(|f| f.tag()).unwrap_or_default()
+        ),
+    };
+    Some((format!("{branch}|{}:{}", via.host, via.port.unwrap_or(0)), invite))
+}
+
+impl Transactions {
+    pub(crate) fn insert_server(&mut self, tx: ServerTx) -> u64 {
+        self.next_id += 1;
+        self.server_index.insert(tx.key.clone(), self.next_id);
+        self.servers.insert(self.next_id, tx);
+        self.next_id
+    }
+
+    pub(crate) fn insert_client(&mut self, tx: ClientTx) -> u64 {
+        self.next_id += 1;
+        self.client_index.insert(tx.branch.clone(), self.next_id);
+        self.clients.insert(self.next_id, tx);
+        self.next_id
+    }
+
+    pub(crate) fn find_server(&self, key: &(String, bool)) -> Option<u64> {
+        self.server_index.get(key).copied()
+    }
+
+    pub(crate) fn find_client(&self, branch: &str) -> Option<u64> {
+        self.client_index.get(branch).copied()
+    }
+
+    pub(crate) fn server(&mut self, id: u64) -> Option<&mut ServerTx> {
+        self.servers.get_mut(&id)
+    }
+
+    pub(crate) fn client(&mut self, id: u64) -> Option<&mut ClientTx> {
+        self.clients.get_mut(&id)
+    }
+
+    pub(crate) fn remove_server(&mut self, id: u64) -> Option<ServerTx> {
+        let tx = self.servers.remove(&id)?;
+        self.server_index.remove(&tx.key);
+        Some(tx)
+    }
+
+    pub(crate) fn remove_client(&mut self, id: u64) -> Option<ClientTx> {
+        let tx = self.clients.remove(&id)?;
+        self.client_index.remove(&tx.branch);
+        Some(tx)
+    }
+
+    pub(crate) fn server_count(&self) -> usize {
+        self.servers.len() + self.cache.len()
+    }
+
+    pub(crate) fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    /// Keep a locally generated final response for `linger`.
+    pub(crate) fn cache_response(
+        &mut self,
+        now: Instant,
+        _timers: &mut Timers,
+        req: &Message,
+        linger: Duration,
+        bytes: Vec<u8>,
+    ) {
+        self.expire_cache(now);
+        let Some(key) = cache_key(req) else { return };
+        self.cache_expiry.push_back((now + linger, key.clone()));
+        self.cache.insert(key, bytes);
+    }
+
+    /// The cached answer to a retransmitted request.
+    pub(crate) fn cached_response(&self, req: &Message) -> Option<Vec<u8>> {
+        if self.cache.is_empty() {
+            return None;
+        }
+        self.cache.get(&cache_key(req)?).cloned()
+    }
+
+    pub(crate) fn expire_cache(&mut self, now: Instant) {
+        while let Some((at, _)) = self.cache_expiry.front() {
+            if *at > now {
+                break;
+            }
+            if let Some((_, key)) = self.cache_expiry.pop_front() {
+                self.cache.remove(&key);
+            }
+        }
+    }
+}
+
+fn cache_key(req: &Message) -> Option<String> {
+    let (branch, _) = server_key(req, false)?;
+    Some(format!("{branch}|{}", req.method()?.as_str()))
+}
