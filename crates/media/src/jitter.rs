@@ -1,0 +1,576 @@
+//! Adaptive jitter buffer, sans-IO.
+//!
+//! The receive path calls [`JitterBuffer::push`] for every RTP packet and
+//! [`JitterBuffer::pop`] whenever the audio device needs the next stretch of
+//! audio (each [`Playout`] says how many RTP ticks it covers;
+//! [`JitterBuffer::poll_timeout`] says when the next pop is due).
+//!
+//! Playout runs on an RTP-timestamp cursor. Its *delay* is how long after the
+//! fastest possible arrival of a packet (the minimum transit seen in the recent
+//! window) that packet is played. The *target* delay is the 95th percentile of
+//! the recent transit spread plus a margin, clamped to `min_delay..=max_delay`.
+//! The buffer grows its delay by holding the cursor when the next packet has not
+//! arrived yet and the delay is below target, and shrinks it by shortening DTX
+//! silences or, when far above target, dropping a frame.
+//!
+//! A gap whose cause is unknown (nothing buffered) is concealed for
+//! `blind_conceal`, then filled with silence; once the next packet arrives the
+//! gap is classified: consecutive sequence numbers mean DTX (the time counts as
+//! silence), a sequence gap means loss (it counts as concealed).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// Jitter buffer configuration; [`JitterConfig::new`] gives the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JitterConfig {
+    /// RTP clock rate in Hz (48 000 for Opus, 8 000 for G.711).
+    pub clock_rate: u32,
+    /// Lowest target delay. Default 20 ms.
+    pub min_delay: Duration,
+    /// Highest target delay. Default 200 ms.
+    pub max_delay: Duration,
+    /// Target delay before any jitter is measured. Default 40 ms.
+    pub initial_delay: Duration,
+    /// Added on top of the measured jitter spread. Default 10 ms.
+    pub margin: Duration,
+    /// Packet duration assumed until one is measured. Default 20 ms.
+    pub frame: Duration,
+    /// Packets kept at most; the oldest is dropped beyond it. Default 100.
+    pub capacity: usize,
+    /// Packets the jitter statistics look back over. Default 150 (3 s at 20 ms).
+    pub window: usize,
+    /// How long an unexplained gap is concealed before silence. Default 60 ms.
+    pub blind_conceal: Duration,
+    /// A timestamp this far from where the arrival time puts it restarts playout. Default 1 s.
+    pub resync_after: Duration,
+    /// Minimum time between two frames dropped to shrink the delay. Default 500 ms.
+    pub shrink_interval: Duration,
+}
+
+impl JitterConfig {
+    /// Defaults for an RTP clock of `clock_rate` Hz.
+    pub fn new(clock_rate: u32) -> Self {
+        Self {
+            clock_rate,
+            min_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(200),
+            initial_delay: Duration::from_millis(40),
+            margin: Duration::from_millis(10),
+            frame: Duration::from_millis(20),
+            capacity: 100,
+            window: 150,
+            blind_conceal: Duration::from_millis(60),
+            resync_after: Duration::from_secs(1),
+            shrink_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// What to play next; each variant covers `ticks` of the RTP clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Playout {
+    /// Decode this packet.
+    Frame {
+        /// Its RTP sequence number.
+        seq: u16,
+        /// Its RTP timestamp.
+        rtp_ts: u32,
+        /// The RTP payload.
+        payload: Vec<u8>,
+        /// Its duration.
+        ticks: u32,
+    },
+    /// The packet before `next_payload` was lost: rebuild it from that packet's
+    /// in-band FEC (the packet itself is played next, as a `Frame`).
+    FecRecover {
+        /// The packet after the loss.
+        next_payload: Vec<u8>,
+        /// How much to rebuild.
+        ticks: u32,
+    },
+    /// Nothing to play: conceal (packet loss concealment).
+    Conceal {
+        /// How much.
+        ticks: u32,
+    },
+    /// The sender is silent (DTX) or playout has not started: play silence.
+    ComfortSilence {
+        /// How much.
+        ticks: u32,
+    },
+}
+
+impl Playout {
+    /// The RTP ticks this playout covers.
+    pub fn ticks(&self) -> u32 {
+        match self {
+            Playout::Frame { ticks, .. }
+            | Playout::FecRecover { ticks, .. }
+            | Playout::Conceal { ticks }
+            | Playout::ComfortSilence { ticks } => *ticks,
+        }
+    }
+}
+
+/// Counters and current figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JitterStats {
+    /// Packets pushed.
+    pub received: u64,
+    /// Packets played as `Frame`.
+    pub played: u64,
+    /// Packets that arrived after their playout time (dropped).
+    pub late: u64,
+    /// Duplicate packets (dropped).
+    pub duplicate: u64,
+    /// Packets dropped because the buffer was full.
+    pub overflow: u64,
+    /// Packets never received whose slot was played out.
+    pub lost: u64,
+    /// Playout restarts after a timestamp or sequence jump.
+    pub resyncs: u64,
+    /// Time played as concealment.
+    pub concealed: Duration,
+    /// Time rebuilt from in-band FEC.
+    pub fec_recovered: Duration,
+    /// Time played as comfort silence (DTX, start of playout).
+    pub silence: Duration,
+    /// Time dropped to shrink the delay (frames and shortened silences).
+    pub shrunk: Duration,
+    /// Current target delay.
+    pub target_delay: Duration,
+    /// Playout delay of the last frame played (above the fastest arrival).
+    pub playout_delay: Duration,
+    /// Mean playout delay over all frames played.
+    pub mean_playout_delay: Duration,
+    /// RFC 3550 interarrival jitter estimate.
+    pub jitter: Duration,
+}
+
+/// The adaptive jitter buffer. See the module docs.
+#[derive(Debug)]
+pub struct JitterBuffer {
+    config: JitterConfig,
+    packets: BTreeMap<i64, Entry>,
+    seen: Vec<i64>,
+    epoch: Option<Instant>,
+    newest: Option<Newest>,
+    transit: VecDeque<i64>,
+    frame_ticks: i64,
+    steps: VecDeque<i64>,
+    play: Option<Cursor>,
+    blind: Blind,
+    last_shrink: Option<Instant>,
+    next_pop: Option<Instant>,
+    delay_sum_ticks: i64,
+    jitter_ticks: f64,
+    stats: JitterStats,
+}
+
+#[derive(Debug)]
+struct Entry {
+    seq: u16,
+    ts: i64,
+    payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Newest {
+    seq: i64,
+    ts: i64,
+    arrival: i64,
+    transit: i64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Cursor {
+    ts: i64,
+    seq: i64,
+}
+
+/// The current unexplained gap.
+#[derive(Debug, Default, Clone, Copy)]
+struct Blind {
+    concealed_ticks: i64,
+    silence_ticks: i64,
+}
+
+/// What the cursor points at.
+enum Slot {
+    Present,
+    DtxGap { until: i64 },
+    Lost { seq: i64, ts: i64 },
+    Unknown,
+}
+
+const SEEN: usize = 1024;
+const SEQ_JUMP: i64 = 3000;
+
+impl JitterBuffer {
+    /// A new, empty buffer.
+    pub fn new(config: JitterConfig) -> Self {
+        let frame_ticks = dur_to_ticks(config.frame, config.clock_rate).max(1);
+        Self {
+            config,
+            packets: BTreeMap::new(),
+            seen: vec![i64::MIN; SEEN],
+            epoch: None,
+            newest: None,
+            transit: VecDeque::new(),
+            frame_ticks,
+            steps: VecDeque::new(),
+            play: None,
+            blind: Blind::default(),
+            last_shrink: None,
+            next_pop: None,
+            delay_sum_ticks: 0,
+            jitter_ticks: 0.0,
+            stats: JitterStats::default(),
+        }
+    }
+
+    /// Takes in one RTP packet that arrived at `now`.
+    pub fn push(&mut self, now: Instant, seq: u16, rtp_ts: u32, payload: Vec<u8>) {
+        self.stats.received += 1;
+        let epoch = *self.epoch.get_or_insert(now);
+        let arrival = dur_to_ticks(now.saturating_duration_since(epoch), self.config.clock_rate);
+        let (ext_seq, ext_ts) = self.unwrap(seq, rtp_ts);
+        if self.is_jump(ext_seq, ext_ts, arrival) {
+            self.resync();
+            return self.push(now, seq, rtp_ts, payload);
+        }
+        self.observe(ext_seq, ext_ts, arrival);
+        let slot = (ext_seq.rem_euclid(SEEN as i64)) as usize;
+        if self.seen[slot] == ext_seq {
+            self.stats.duplicate += 1;
+            return;
+        }
+        self.seen[slot] = ext_seq;
+        if let Some(cursor) = self.play {
+            if ext_seq < cursor.seq || ext_ts + self.frame_ticks / 2 <= cursor.ts {
+                self.stats.late += 1;
+                return;
+            }
+        }
+        self.learn_frame(ext_seq, ext_ts);
+        self.packets.insert(ext_seq, Entry { seq, ts: ext_ts, payload });
+        self.classify_blind_gap();
+        self.enforce_capacity();
+    }
+
+    /// The next stretch of audio to play at `now`.
+    pub fn pop(&mut self, now: Instant) -> Playout {
+        let playout = self.next_playout(now);
+        let step = ticks_to_dur(i64::from(playout.ticks()), self.config.clock_rate);
+        self.next_pop = Some(now + step);
+        self.account(&playout);
+        playout
+    }
+
+    /// When the next [`pop`](Self::pop) is due; `None` before the first packet.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match (self.next_pop, self.epoch) {
+            (Some(t), _) => Some(t),
+            (None, Some(epoch)) => Some(epoch + self.target_delay()),
+            (None, None) => None,
+        }
+    }
+
+    /// Counters and current delay figures.
+    pub fn stats(&self) -> JitterStats {
+        let mut stats = self.stats.clone();
+        stats.target_delay = self.target_delay();
+        if stats.played > 0 {
+            let mean = self.delay_sum_ticks / stats.played as i64;
+            stats.mean_playout_delay = ticks_to_dur(mean, self.config.clock_rate);
+        }
+        stats.jitter = ticks_to_dur(self.jitter_ticks as i64, self.config.clock_rate);
+        stats
+    }
+
+    /// Packets waiting.
+    pub fn len(&self) -> usize {
+        self.packets.len()
+    }
+
+    /// True when no packet is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.packets.is_empty()
+    }
+
+    /// The delay playout aims for now.
+    pub fn target_delay(&self) -> Duration {
+        ticks_to_dur(self.target_ticks(), self.config.clock_rate)
+    }
+
+    fn target_ticks(&self) -> i64 {
+        let clock = self.config.clock_rate;
+        let min = dur_to_ticks(self.config.min_delay, clock);
+        let max = dur_to_ticks(self.config.max_delay, clock);
+        if self.transit.len() < 2 {
+            return dur_to_ticks(self.config.initial_delay, clock).clamp(min, max);
+        }
+        let mut sorted: Vec<i64> = self.transit.iter().copied().collect();
+        sorted.sort_unstable();
+        let p95 = sorted[(sorted.len() - 1) * 95 / 100];
+        let spread = p95 - sorted[0];
+        (spread + dur_to_ticks(self.config.margin, clock)).clamp(min, max)
+    }
+
+    fn min_transit(&self) -> i64 {
+        self.transit.iter().copied().min().unwrap_or(0)
+    }
+
+    /// Extends 16-bit sequence numbers and 32-bit timestamps across wraps.
+    fn unwrap(&self, seq: u16, ts: u32) -> (i64, i64) {
+        match self.newest {
+            None => (i64::from(seq), i64::from(ts)),
+            Some(n) => {
+                let dseq = i64::from(seq.wrapping_sub(n.seq as u16) as i16);
+                let dts = i64::from(ts.wrapping_sub(n.ts as u32) as i32);
+                (n.seq + dseq, n.ts + dts)
+            }
+        }
+    }
+
+    fn is_jump(&self, ext_seq: i64, ext_ts: i64, arrival: i64) -> bool {
+        let Some(n) = self.newest else { return false };
+        let limit = dur_to_ticks(self.config.resync_after, self.config.clock_rate);
+        let expected_ts = n.ts + (arrival - n.arrival);
+        let ts_off = ext_ts - expected_ts;
+        (ext_seq - n.seq).abs() > SEQ_JUMP || (ext_seq > n.seq && ts_off.abs() > limit)
+    }
+
+    fn resync(&mut self) {
+        tracing::debug!("jitter buffer resync after a timestamp or sequence jump");
+        self.stats.resyncs += 1;
+        self.packets.clear();
+        self.seen.fill(i64::MIN);
+        self.newest = None;
+        self.transit.clear();
+        self.play = None;
+        self.blind = Blind::default();
+        self.epoch = None;
+    }
+
+    fn observe(&mut self, ext_seq: i64, ext_ts: i64, arrival: i64) {
+        let transit = arrival - ext_ts;
+        if let Some(n) = self.newest {
+            let d = (transit - n.transit).abs() as f64;
+            self.jitter_ticks += (d - self.jitter_ticks) / 16.0;
+        }
+        self.transit.push_back(transit);
+        while self.transit.len() > self.config.window.max(2) {
+            self.transit.pop_front();
+        }
+        if self.newest.is_none_or(|n| ext_seq > n.seq) {
+            self.newest = Some(Newest { seq: ext_seq, ts: ext_ts, arrival, transit });
+        }
+    }
+
+    /// Packet time = the smallest timestamp step between consecutive packets
+    /// among the last few (DTX gaps are longer, so they never win).
+    fn learn_frame(&mut self, ext_seq: i64, ext_ts: i64) {
+        let max = dur_to_ticks(Duration::from_millis(120), self.config.clock_rate);
+        let neighbours = [(ext_seq - 1, 1), (ext_seq + 1, -1)];
+        for (seq, sign) in neighbours {
+            if let Some(e) = self.packets.get(&seq) {
+                let diff = (ext_ts - e.ts) * sign;
+                if diff > 0 && diff <= max {
+                    self.steps.push_back(diff);
+                }
+            }
+        }
+        while self.steps.len() > 8 {
+            self.steps.pop_front();
+        }
+        if let Some(&min) = self.steps.iter().min() {
+            self.frame_ticks = min;
+        }
+    }
+
+    fn enforce_capacity(&mut self) {
+        while self.packets.len() > self.config.capacity.max(1) {
+            self.packets.pop_first();
+            self.stats.overflow += 1;
+        }
+        if let (Some(cursor), Some((&seq, e))) = (self.play.as_mut(), self.packets.first_key_value()) {
+            if seq > cursor.seq && self.stats.overflow > 0 && e.ts > cursor.ts + 4 * self.frame_ticks {
+                // After an overflow the cursor may point far behind what is kept.
+                cursor.seq = seq;
+                cursor.ts = cursor.ts.max(e.ts - self.frame_ticks);
+            }
+        }
+    }
+
+    /// A packet arrived: settle how the unexplained gap before it is counted.
+    fn classify_blind_gap(&mut self) {
+        let (Some(cursor), Some((&first, _))) = (self.play, self.packets.first_key_value()) else {
+            return;
+        };
+        if self.blind.concealed_ticks == 0 && self.blind.silence_ticks == 0 {
+            return;
+        }
+        let clock = self.config.clock_rate;
+        if first == cursor.seq {
+            // Nothing lost: the gap was the sender's silence (DTX) or a late packet.
+            let moved = ticks_to_dur(self.blind.concealed_ticks, clock);
+            self.stats.concealed = self.stats.concealed.saturating_sub(moved);
+            self.stats.silence += moved;
+        } else {
+            let moved = ticks_to_dur(self.blind.silence_ticks, clock);
+            self.stats.silence = self.stats.silence.saturating_sub(moved);
+            self.stats.concealed += moved;
+        }
+        self.blind = Blind::default();
+    }
+
+    fn slot(&self, cursor: Cursor) -> Slot {
+        let Some((&seq, e)) = self.packets.first_key_value() else {
+            return Slot::Unknown;
+        };
+        let half = self.frame_ticks / 2;
+        if e.ts <= cursor.ts + half {
+            Slot::Present
+        } else if seq == cursor.seq {
+            Slot::DtxGap { until: e.ts }
+        } else {
+            Slot::Lost { seq, ts: e.ts }
+        }
+    }
+
+    fn now_ticks(&self, now: Instant) -> i64 {
+        let epoch = self.epoch.unwrap_or(now);
+        dur_to_ticks(now.saturating_duration_since(epoch), self.config.clock_rate)
+    }
+
+    /// Playout delay of the cursor position at `now`, in ticks.
+    fn delay_of(&self, now: Instant, ts: i64) -> i64 {
+        self.now_ticks(now) - (ts + self.min_transit())
+    }
+
+    fn next_playout(&mut self, now: Instant) -> Playout {
+        let frame = self.frame_ticks;
+        let Some(cursor) = self.play.or_else(|| self.try_start(now)) else {
+            return Playout::ComfortSilence { ticks: tick32(frame) };
+        };
+        self.play = Some(cursor);
+        match self.slot(cursor) {
+            Slot::Present => self.play_present(now),
+            Slot::DtxGap { until } => self.play_dtx(now, cursor, until),
+            Slot::Lost { seq, ts } => self.play_lost(cursor, seq, ts),
+            Slot::Unknown => self.play_unknown(now, cursor),
+        }
+    }
+
+    fn try_start(&self, now: Instant) -> Option<Cursor> {
+        let (&seq, e) = self.packets.first_key_value()?;
+        (self.delay_of(now, e.ts) >= self.target_ticks()).then_some(Cursor { ts: e.ts, seq })
+    }
+
+    fn play_present(&mut self, now: Instant) -> Playout {
+        let (ext_seq, entry) = self
+            .packets
+            .pop_first()
+            .expect("slot() returned Present, so a packet is buffered");
+        let duration = self.frame_ticks;
+        let delay = self.delay_of(now, entry.ts);
+        self.play = Some(Cursor { ts: entry.ts + duration, seq: ext_seq + 1 });
+        self.blind = Blind::default();
+        if self.should_drop_frame(now, delay) {
+            self.stats.shrunk += ticks_to_dur(duration, self.config.clock_rate);
+            self.last_shrink = Some(now);
+            return self.next_playout(now);
+        }
+        self.delay_sum_ticks += delay.max(0);
+        self.stats.playout_delay = ticks_to_dur(delay.max(0), self.config.clock_rate);
+        Playout::Frame {
+            seq: entry.seq,
+            rtp_ts: entry.ts as u32,
+            payload: entry.payload,
+            ticks: tick32(duration),
+        }
+    }
+
+    /// Far above target with more audio queued: drop this frame (rate limited).
+    fn should_drop_frame(&self, now: Instant, delay: i64) -> bool {
+        let rested = self
+            .last_shrink
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.config.shrink_interval);
+        rested && !self.packets.is_empty() && delay > self.target_ticks() + 2 * self.frame_ticks
+    }
+
+    fn play_dtx(&mut self, now: Instant, cursor: Cursor, until: i64) -> Playout {
+        let frame = self.frame_ticks;
+        let delay = self.delay_of(now, cursor.ts);
+        let ticks = frame.min(until - cursor.ts);
+        let mut advance = ticks;
+        if delay > self.target_ticks() + frame {
+            // Shorten the silence: skip an extra frame of it.
+            let skip = frame.min(until - cursor.ts - ticks).max(0);
+            advance += skip;
+            self.stats.shrunk += ticks_to_dur(skip, self.config.clock_rate);
+        }
+        self.play = Some(Cursor { ts: cursor.ts + advance, seq: cursor.seq });
+        Playout::ComfortSilence { ticks: tick32(ticks) }
+    }
+
+    fn play_lost(&mut self, cursor: Cursor, seq: i64, ts: i64) -> Playout {
+        let frame = self.frame_ticks;
+        let gap = ts - cursor.ts;
+        self.blind = Blind::default();
+        if gap <= frame + frame / 2 {
+            self.stats.lost += (seq - cursor.seq).max(1) as u64;
+            self.play = Some(Cursor { ts, seq });
+            let payload = self.packets.get(&seq).map(|e| e.payload.clone()).unwrap_or_default();
+            return Playout::FecRecover { next_payload: payload, ticks: tick32(gap) };
+        }
+        let next_seq = if seq - cursor.seq > 1 {
+            self.stats.lost += 1;
+            cursor.seq + 1
+        } else {
+            cursor.seq
+        };
+        self.play = Some(Cursor { ts: cursor.ts + frame, seq: next_seq });
+        Playout::Conceal { ticks: tick32(frame) }
+    }
+
+    fn play_unknown(&mut self, now: Instant, cursor: Cursor) -> Playout {
+        let frame = self.frame_ticks;
+        if self.delay_of(now, cursor.ts) >= self.target_ticks() {
+            self.play = Some(Cursor { ts: cursor.ts + frame, seq: cursor.seq });
+        }
+        let blind_limit = dur_to_ticks(self.config.blind_conceal, self.config.clock_rate);
+        if self.blind.concealed_ticks < blind_limit {
+            self.blind.concealed_ticks += frame;
+            Playout::Conceal { ticks: tick32(frame) }
+        } else {
+            self.blind.silence_ticks += frame;
+            Playout::ComfortSilence { ticks: tick32(frame) }
+        }
+    }
+
+    fn account(&mut self, playout: &Playout) {
+        let d = ticks_to_dur(i64::from(playout.ticks()), self.config.clock_rate);
+        match playout {
+            Playout::Frame { .. } => self.stats.played += 1,
+            Playout::FecRecover { .. } => self.stats.fec_recovered += d,
+            Playout::Conceal { .. } => self.stats.concealed += d,
+            Playout::ComfortSilence { .. } => self.stats.silence += d,
+        }
+    }
+}
+
+fn dur_to_ticks(d: Duration, clock: u32) -> i64 {
+    (d.as_nanos() * u128::from(clock) / 1_000_000_000) as i64
+}
+
+fn ticks_to_dur(ticks: i64, clock: u32) -> Duration {
+    let nanos = (ticks.max(0) as u128) * 1_000_000_000 / u128::from(clock.max(1));
+    Duration::from_nanos(nanos as u64)
+}
+
+fn tick32(ticks: i64) -> u32 {
+    ticks.clamp(0, i64::from(u32::MAX)) as u32
+}
