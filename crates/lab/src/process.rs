@@ -1,6 +1,7 @@
 //! Processes running inside lab hosts: output collection, timeouts, kill on drop.
 
 use std::io::Read;
+use std::os::unix::fs::MetadataExt as _;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -46,13 +47,31 @@ impl LabProcess {
             })?;
         let stdout = Collector::start(child.stdout.take());
         let stderr = Collector::start(child.stderr.take());
-        Ok(Self {
+        let mut process = Self {
             command,
             child,
             stdout,
             stderr,
             status: None,
-        })
+        };
+        process.wait_until_inside(ns)?;
+        Ok(process)
+    }
+
+    /// Waits until `ip netns exec` has moved the child into `ns`, so that once `spawn`
+    /// returns the lab's teardown (which kills what is in its namespaces) always finds it.
+    fn wait_until_inside(&mut self, ns: &str) -> Result<()> {
+        let target = std::fs::metadata(format!("/var/run/netns/{ns}"))?.ino();
+        let link = format!("/proc/{}/ns/net", self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && self.try_status()?.is_none() {
+            let current = std::fs::read_link(&link).ok();
+            if current.and_then(|path| namespace_inode(&path.to_string_lossy())) == Some(target) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(()) // exited already (its output tells why) or slow; nothing left to wait for
     }
 
     /// The command line, prefixed with the namespace it runs in.
@@ -216,6 +235,11 @@ impl Collector {
     }
 }
 
+/// The inode in a namespace link such as `net:[4026532281]`.
+fn namespace_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
 /// Locks a buffer, ignoring poisoning (a panicking reader thread leaves valid bytes behind).
 fn lock(buffer: &Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
     buffer
@@ -246,6 +270,13 @@ mod tests {
             stderr,
             status: None,
         }
+    }
+
+    #[test]
+    fn namespace_links_parse() {
+        assert_eq!(namespace_inode("net:[4026532281]"), Some(4_026_532_281));
+        assert_eq!(namespace_inode("mnt:[1]"), None);
+        assert_eq!(namespace_inode("net:[x]"), None);
     }
 
     #[test]

@@ -22,7 +22,11 @@ pub fn skip(test: &str, why: &str) {
     }
     eprintln!("{line}");
     if let Some(path) = std::env::var_os("NATTER_SKIP_LOG") {
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "{line}");
         }
     }
@@ -31,5 +35,7 @@ pub fn skip(test: &str, why: &str) {
 /// `Some(path)` if `program` is on PATH.
 pub fn which(program: &str) -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }

@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{sys, ImpairStats, Impairer, Impairment};
-use crate::cmd::ip_in;
+use crate::cmd::{ip_in, sysctl_in};
 use crate::{Error, Result};
 
 /// Longest sleep of a router thread, so it notices `stop` promptly.
@@ -207,6 +207,9 @@ fn route_through(
     let id = u32::from(id);
     let (up_table, down_table) = ((1000 + id).to_string(), (1300 + id).to_string());
     for tun in [up_tun, down_tun] {
+        // IPv4 only: otherwise the kernel's own IPv6 chatter (MLD, router solicitations)
+        // would be routed into the TUN and counted as traffic.
+        sysctl_in(core, &format!("net.ipv6.conf.{tun}.disable_ipv6"), "1")?;
         ip_in(core, &["link", "set", tun, "up"])?;
     }
     ip_in(
