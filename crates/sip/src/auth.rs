@@ -31,7 +31,10 @@ impl DigestKeys {
     /// Derive the keys from a password (tests, tools).
     pub fn derive(user: &str, realm: &str, password: &str) -> DigestKeys {
         let input = format!("{user}:{realm}:{password}");
-        DigestKeys { md5: Md5::digest(input.as_bytes()).into(), sha256: Sha256::digest(input.as_bytes()).into() }
+        DigestKeys {
+            md5: Md5::digest(input.as_bytes()).into(),
+            sha256: Sha256::digest(input.as_bytes()).into(),
+        }
     }
 }
 
@@ -89,7 +92,13 @@ impl Digest {
     /// `secret` keys the nonce MAC (random per process is fine: after a
     /// restart old nonces fail and clients are simply challenged again).
     /// `slots` bounds replay state (at least 1).
-    pub fn new(realm: &str, secret: &[u8; 32], epoch: Instant, ttl: Duration, slots: usize) -> Digest {
+    pub fn new(
+        realm: &str,
+        secret: &[u8; 32],
+        epoch: Instant,
+        ttl: Duration,
+        slots: usize,
+    ) -> Digest {
         Digest {
             realm: realm.to_owned(),
             // HMAC accepts keys of any length, so this cannot fail.
@@ -111,20 +120,34 @@ impl Digest {
         let nonce = self.nonce(now);
         let stale = if stale { ", stale=true" } else { "" };
         let one = |alg: &str| {
-            format!("Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={alg}, qop=\"auth\"{stale}", self.realm)
+            format!(
+                "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={alg}, qop=\"auth\"{stale}",
+                self.realm
+            )
         };
         [one("SHA-256"), one("MD5")]
     }
 
     /// Check credentials for a request `method`. `keys` is `None` for an
     /// unknown account: the work done is the same and the verdict is `Wrong`.
-    pub fn verify(&mut self, now: Instant, method: &str, creds: &Credentials, keys: Option<&DigestKeys>) -> Verdict {
+    pub fn verify(
+        &mut self,
+        now: Instant,
+        method: &str,
+        creds: &Credentials,
+        keys: Option<&DigestKeys>,
+    ) -> Verdict {
         let expected = expected_response(creds, method, keys);
-        let matches = constant_time_eq(expected.as_bytes(), creds.response.to_ascii_lowercase().as_bytes());
+        let matches = constant_time_eq(
+            expected.as_bytes(),
+            creds.response.to_ascii_lowercase().as_bytes(),
+        );
         if keys.is_none() || !matches || creds.realm != self.realm {
             return Verdict::Wrong;
         }
-        let Some((issued, serial)) = self.open_nonce(&creds.nonce) else { return Verdict::BadNonce };
+        let Some((issued, serial)) = self.open_nonce(&creds.nonce) else {
+            return Verdict::BadNonce;
+        };
         let index = (serial % self.slots.len() as u64) as usize;
         let slot = &mut self.slots[index];
         if slot.0 != serial {
@@ -149,7 +172,12 @@ impl Digest {
         self.slots[slot] = (serial, 0);
         let tag = self.tag(ms, serial);
         let mut out = String::with_capacity(64);
-        for b in ms.to_be_bytes().iter().chain(&serial.to_be_bytes()).chain(&tag) {
+        for b in ms
+            .to_be_bytes()
+            .iter()
+            .chain(&serial.to_be_bytes())
+            .chain(&tag)
+        {
             let _ = write!(out, "{b:02x}");
         }
         out
@@ -184,7 +212,8 @@ pub fn parse_credentials(value: &str) -> Option<Credentials> {
     if !scheme.eq_ignore_ascii_case("Digest") {
         return None;
     }
-    let (mut username, mut realm, mut nonce, mut uri, mut response) = (None, None, None, None, None);
+    let (mut username, mut realm, mut nonce, mut uri, mut response) =
+        (None, None, None, None, None);
     let (mut algorithm, mut qop, mut cnonce, mut nc) = (Algorithm::Md5, None, None, None);
     for (k, v) in auth_params(rest)? {
         match k.to_ascii_lowercase().as_str() {
@@ -207,7 +236,15 @@ pub fn parse_credentials(value: &str) -> Option<Credentials> {
         Some(q) if q.eq_ignore_ascii_case("auth") => Some((cnonce?, nc?)),
         Some(_) => return None,
     };
-    Some(Credentials { username: username?, realm: realm?, nonce: nonce?, uri: uri?, response: response?, algorithm, qop_auth })
+    Some(Credentials {
+        username: username?,
+        realm: realm?,
+        nonce: nonce?,
+        uri: uri?,
+        response: response?,
+        algorithm,
+        qop_auth,
+    })
 }
 
 fn auth_params(s: &str) -> Option<Vec<(String, String)>> {
@@ -224,7 +261,11 @@ fn auth_params(s: &str) -> Option<Vec<(String, String)>> {
             (after[..end].trim().to_owned(), &after[end..])
         };
         out.push((name.trim().to_owned(), value));
-        rest = after.trim_start().strip_prefix(',').unwrap_or(after).trim_start();
+        rest = after
+            .trim_start()
+            .strip_prefix(',')
+            .unwrap_or(after)
+            .trim_start();
         if out.len() > 32 {
             return None;
         }
@@ -266,7 +307,10 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 || s.len() > 128 {
         return None;
     }
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -34,13 +34,33 @@ fn key(call_id: &str, a: &str, b: &str) -> Key {
 }
 
 impl Dialogs {
-    pub(crate) fn insert(&mut self, call_id: &str, caller_tag: &str, callee_tag: &str, caller: Flow, callee: Flow, now: Instant) {
-        let dialog = Dialog { caller_tag: caller_tag.to_owned(), caller, callee, expires: now + DIALOG_IDLE };
-        self.map.insert(key(call_id, caller_tag, callee_tag), dialog);
+    pub(crate) fn insert(
+        &mut self,
+        call_id: &str,
+        caller_tag: &str,
+        callee_tag: &str,
+        caller: Flow,
+        callee: Flow,
+        now: Instant,
+    ) {
+        let dialog = Dialog {
+            caller_tag: caller_tag.to_owned(),
+            caller,
+            callee,
+            expires: now + DIALOG_IDLE,
+        };
+        self.map
+            .insert(key(call_id, caller_tag, callee_tag), dialog);
     }
 
     /// The dialog of an in-dialog request, refreshed.
-    pub(crate) fn touch(&mut self, call_id: &str, from_tag: &str, to_tag: &str, now: Instant) -> Option<Dialog> {
+    pub(crate) fn touch(
+        &mut self,
+        call_id: &str,
+        from_tag: &str,
+        to_tag: &str,
+        now: Instant,
+    ) -> Option<Dialog> {
         let d = self.map.get_mut(&key(call_id, from_tag, to_tag))?;
         d.expires = now + DIALOG_IDLE;
         Some(d.clone())

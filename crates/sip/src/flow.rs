@@ -44,9 +44,15 @@ impl Transport {
 
     /// Parse a stored or Via token, case-insensitively.
     pub fn parse(s: &str) -> Option<Transport> {
-        [Transport::Udp, Transport::Tcp, Transport::Tls, Transport::Ws, Transport::Wss]
-            .into_iter()
-            .find(|t| t.via_token().eq_ignore_ascii_case(s))
+        [
+            Transport::Udp,
+            Transport::Tcp,
+            Transport::Tls,
+            Transport::Ws,
+            Transport::Wss,
+        ]
+        .into_iter()
+        .find(|t| t.via_token().eq_ignore_ascii_case(s))
     }
 }
 
@@ -80,7 +86,12 @@ pub struct Input<'a> {
 impl Input<'_> {
     /// The flow this input arrived on.
     pub fn flow(&self) -> Flow {
-        Flow { transport: self.transport, local: self.local, remote: self.remote, conn: self.conn_id }
+        Flow {
+            transport: self.transport,
+            local: self.local,
+            remote: self.remote,
+            conn: self.conn_id,
+        }
     }
 }
 

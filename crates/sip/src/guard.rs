@@ -65,7 +65,11 @@ pub struct Guard {
 
 impl Guard {
     pub fn new(cfg: GuardConfig) -> Guard {
-        Guard { cfg, failures: HashMap::new(), buckets: HashMap::new() }
+        Guard {
+            cfg,
+            failures: HashMap::new(),
+            buckets: HashMap::new(),
+        }
     }
 
     /// Take one token for `source`; false means drop the request.
@@ -77,7 +81,10 @@ impl Guard {
             return false;
         }
         let (rate, burst) = (f64::from(self.cfg.rate), f64::from(self.cfg.burst.max(1)));
-        let bucket = self.buckets.entry(source).or_insert(Bucket { tokens: burst, at: now });
+        let bucket = self.buckets.entry(source).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
         bucket.at = now;
@@ -101,9 +108,20 @@ impl Guard {
         if self.failures.len() >= self.cfg.max_tracked {
             self.purge(now);
         }
-        let f = self.failures.entry((account.into(), source)).or_insert(Failures { count: 0, first: now, locked_until: None });
+        let f = self
+            .failures
+            .entry((account.into(), source))
+            .or_insert(Failures {
+                count: 0,
+                first: now,
+                locked_until: None,
+            });
         if now.saturating_duration_since(f.first) > self.cfg.window {
-            *f = Failures { count: 0, first: now, locked_until: None };
+            *f = Failures {
+                count: 0,
+                first: now,
+                locked_until: None,
+            };
         }
         f.count += 1;
         if f.count >= self.cfg.max_failures && f.locked_until.is_none() {
@@ -127,8 +145,10 @@ impl Guard {
             Some(until) => until > now,
             None => now.saturating_duration_since(f.first) <= window.max(lock_for),
         });
-        let full_after = Duration::from_secs_f64(f64::from(self.cfg.burst) / f64::from(self.cfg.rate.max(1)));
-        self.buckets.retain(|_, b| now.saturating_duration_since(b.at) <= full_after);
+        let full_after =
+            Duration::from_secs_f64(f64::from(self.cfg.burst) / f64::from(self.cfg.rate.max(1)));
+        self.buckets
+            .retain(|_, b| now.saturating_duration_since(b.at) <= full_after);
     }
 }
 
@@ -149,9 +169,19 @@ mod tests {
         assert!(g.locked(t0, "alice", SRC).is_none());
         assert!(g.record_failure(t0, "alice", SRC));
         assert_eq!(g.locked(t0, "alice", SRC), Some(Duration::from_secs(900)));
-        assert!(g.locked(t0, "alice", OTHER).is_none(), "other sources unaffected");
-        assert!(g.locked(t0, "bob", SRC).is_none(), "other accounts unaffected");
-        assert!(g.locked(t0 + Duration::from_secs(901), "alice", SRC).is_none(), "lock ends");
+        assert!(
+            g.locked(t0, "alice", OTHER).is_none(),
+            "other sources unaffected"
+        );
+        assert!(
+            g.locked(t0, "bob", SRC).is_none(),
+            "other accounts unaffected"
+        );
+        assert!(
+            g.locked(t0 + Duration::from_secs(901), "alice", SRC)
+                .is_none(),
+            "lock ends"
+        );
     }
 
     #[test]
@@ -161,7 +191,9 @@ mod tests {
         for i in 0..10u64 {
             g.record_failure(t0 + Duration::from_secs(i * 100), "alice", SRC);
         }
-        assert!(g.locked(t0 + Duration::from_secs(900), "alice", SRC).is_none());
+        assert!(g
+            .locked(t0 + Duration::from_secs(900), "alice", SRC)
+            .is_none());
     }
 
     #[test]
@@ -180,13 +212,20 @@ mod tests {
     #[test]
     fn token_bucket_allows_burst_then_rate() {
         let t0 = Instant::now();
-        let cfg = GuardConfig { rate: 10, burst: 20, ..GuardConfig::default() };
+        let cfg = GuardConfig {
+            rate: 10,
+            burst: 20,
+            ..GuardConfig::default()
+        };
         let mut g = Guard::new(cfg);
         let allowed = (0..30).filter(|_| g.allow(t0, SRC)).count();
         assert_eq!(allowed, 20);
         let later = t0 + Duration::from_millis(500);
         let allowed = (0..30).filter(|_| g.allow(later, SRC)).count();
         assert_eq!(allowed, 5);
-        assert!(g.allow(later, "127.0.0.1".parse().unwrap()), "loopback exempt");
+        assert!(
+            g.allow(later, "127.0.0.1".parse().unwrap()),
+            "loopback exempt"
+        );
     }
 }

@@ -46,7 +46,11 @@ pub struct Location {
 impl Location {
     /// The unexpired bindings of `account`.
     pub fn lookup(&self, account: &str, now: Instant) -> impl Iterator<Item = &Binding> {
-        self.aors.get(account).into_iter().flatten().filter(move |b| b.expires_at > now)
+        self.aors
+            .get(account)
+            .into_iter()
+            .flatten()
+            .filter(move |b| b.expires_at > now)
     }
 
     /// Every binding of `account`, expired or not.
@@ -93,7 +97,9 @@ impl Location {
     /// A stream connection closed: its bindings are unreachable (RFC 5626
     /// §5.2), so remove them. Returns the accounts that changed.
     pub fn remove_connection(&mut self, conn: ConnId) -> Vec<String> {
-        let Some(accounts) = self.by_conn.remove(&conn) else { return Vec::new() };
+        let Some(accounts) = self.by_conn.remove(&conn) else {
+            return Vec::new();
+        };
         let mut changed = Vec::new();
         for account in accounts {
             let mut list = self.all(&account).to_vec();
@@ -133,7 +139,11 @@ mod tests {
             call_id: "c".into(),
             cseq: 1,
             flow: Flow {
-                transport: if conn.is_some() { Transport::Tcp } else { Transport::Udp },
+                transport: if conn.is_some() {
+                    Transport::Tcp
+                } else {
+                    Transport::Udp
+                },
                 local: "127.0.0.1:5060".parse().unwrap(),
                 remote: "192.0.2.1:40000".parse().unwrap(),
                 conn: conn.map(ConnId),
@@ -145,7 +155,13 @@ mod tests {
     fn expiry_hides_then_removes() {
         let t0 = Instant::now();
         let mut loc = Location::default();
-        loc.set("alice", vec![binding("sip:a@1", t0 + Duration::from_secs(10), None), binding("sip:a@2", t0 + Duration::from_secs(20), None)]);
+        loc.set(
+            "alice",
+            vec![
+                binding("sip:a@1", t0 + Duration::from_secs(10), None),
+                binding("sip:a@2", t0 + Duration::from_secs(20), None),
+            ],
+        );
         assert_eq!(loc.len(), 2);
         let later = t0 + Duration::from_secs(15);
         assert_eq!(loc.lookup("alice", later).count(), 1);
@@ -162,7 +178,13 @@ mod tests {
         let t0 = Instant::now();
         let far = t0 + Duration::from_secs(100);
         let mut loc = Location::default();
-        loc.set("bob", vec![binding("sip:b@tcp", far, Some(7)), binding("sip:b@udp", far, None)]);
+        loc.set(
+            "bob",
+            vec![
+                binding("sip:b@tcp", far, Some(7)),
+                binding("sip:b@udp", far, None),
+            ],
+        );
         assert_eq!(loc.remove_connection(ConnId(7)), vec!["bob".to_string()]);
         assert_eq!(loc.all("bob").len(), 1);
         assert_eq!(loc.all("bob")[0].contact, "sip:b@udp");

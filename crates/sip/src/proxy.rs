@@ -19,7 +19,9 @@ impl Server {
     /// Any request other than REGISTER, ACK, CANCEL and OPTIONS-to-us.
     pub(crate) fn handle_proxy_request(&mut self, now: Instant, flow: Flow, mut req: Message) {
         let invite = req.method() == Some(&Method::Invite);
-        let Some(key) = server_key(&req, invite) else { return };
+        let Some(key) = server_key(&req, invite) else {
+            return;
+        };
         if let Some(id) = self.txs.find_server(&key) {
             if let Some(bytes) = self.txs.server(id).and_then(|t| t.last.clone()) {
                 self.send(flow, bytes); // retransmission (§17.2)
@@ -36,7 +38,9 @@ impl Server {
         if req.to().is_some_and(|t| t.tag().is_some()) {
             return self.route_in_dialog(now, flow, req, key);
         }
-        let Some(callee) = self.check_new_request(now, &flow, &req) else { return };
+        let Some(callee) = self.check_new_request(now, &flow, &req) else {
+            return;
+        };
         let targets: Vec<Binding> = self.location.lookup(&callee, now).cloned().collect();
         if targets.is_empty() {
             let reason = "Temporarily Unavailable (the callee has no registered device)";
@@ -60,7 +64,10 @@ impl Server {
         }
         let ruri = req.request_uri().and_then(Uri::parse)?;
         if !self.is_our_host(ruri.host, flow) {
-            let reason = format!("Forbidden (only calls to {} are served here)", self.cfg.domain);
+            let reason = format!(
+                "Forbidden (only calls to {} are served here)",
+                self.cfg.domain
+            );
             self.answer_cached(now, flow, req, 403, &reason, Vec::new());
             return None;
         }
@@ -70,7 +77,10 @@ impl Server {
             _ => None,
         };
         let Some(caller) = caller else {
-            let reason = format!("Forbidden (calls are accepted only from accounts of {})", self.cfg.domain);
+            let reason = format!(
+                "Forbidden (calls are accepted only from accounts of {})",
+                self.cfg.domain
+            );
             self.answer_cached(now, flow, req, 403, &reason, Vec::new());
             return None;
         };
@@ -85,13 +95,27 @@ impl Server {
         match callee {
             Some(c) if self.accounts.digest_keys(&c).is_some() => Some(c),
             _ => {
-                self.answer_cached(now, flow, req, 404, "Not Found (no such account)", Vec::new());
+                self.answer_cached(
+                    now,
+                    flow,
+                    req,
+                    404,
+                    "Not Found (no such account)",
+                    Vec::new(),
+                );
                 None
             }
         }
     }
 
-    fn open_server_tx(&mut self, now: Instant, flow: Flow, req: &Message, key: (String, bool), invite: bool) -> u64 {
+    fn open_server_tx(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: &Message,
+        key: (String, bool),
+        invite: bool,
+    ) -> u64 {
         let mut tx = ServerTx {
             key,
             flow,
@@ -112,17 +136,31 @@ impl Server {
         let sid = self.txs.insert_server(tx);
         // Safety net: a server transaction never outlives Timer C plus H.
         let horizon = self.cfg.timer_c + self.cfg.t1 * 128;
-        self.timers.set(now + horizon, Timer::Server { tx: sid, kind: ServerTimer::Linger });
+        self.timers.set(
+            now + horizon,
+            Timer::Server {
+                tx: sid,
+                kind: ServerTimer::Linger,
+            },
+        );
         sid
     }
 
     /// Send one branch (§16.6).
     fn fork(&mut self, now: Instant, sid: u64, req: &Message, target: &Binding, loop_hash: u64) {
-        let Some(server_flow) = self.txs.server(sid).map(|s| s.flow) else { return };
+        let Some(server_flow) = self.txs.server(sid).map(|s| s.flow) else {
+            return;
+        };
         let invite = req.method() == Some(&Method::Invite);
         let mut out = req.clone();
         out.set_request_uri(target.contact.clone());
-        out.set(HeaderName::MaxForwards, req.max_forwards().unwrap_or(70).saturating_sub(1).to_string());
+        out.set(
+            HeaderName::MaxForwards,
+            req.max_forwards()
+                .unwrap_or(70)
+                .saturating_sub(1)
+                .to_string(),
+        );
         out.remove_all(&HeaderName::ProxyAuthorization);
         if invite {
             let rr_in = self.record_route(&server_flow);
@@ -137,8 +175,20 @@ impl Server {
     }
 
     /// Add our Via, send, and start the client transaction's timers.
-    pub(crate) fn send_client(&mut self, now: Instant, sid: u64, flow: Flow, mut out: Message, branch: String, invite: bool) {
-        let via = format!("SIP/2.0/{} {};branch={branch};rport", flow.transport.via_token(), self.sent_by(&flow));
+    pub(crate) fn send_client(
+        &mut self,
+        now: Instant,
+        sid: u64,
+        flow: Flow,
+        mut out: Message,
+        branch: String,
+        invite: bool,
+    ) {
+        let via = format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            flow.transport.via_token(),
+            self.sent_by(&flow)
+        );
         out.push_front(HeaderName::Via, via);
         let bytes = out.to_bytes();
         self.send(flow, bytes.clone());
@@ -154,22 +204,45 @@ impl Server {
             cancel_pending: false,
             cancel_interval: self.cfg.t1,
             final_code: None,
+            timer_c: invite.then(|| now + self.cfg.timer_c),
         });
         if let Some(s) = self.txs.server(sid) {
             s.branches.push(cid);
         }
         if !flow.transport.is_reliable() {
-            self.timers.set(now + self.cfg.t1, Timer::Client { tx: cid, kind: ClientTimer::Retransmit });
+            self.timers.set(
+                now + self.cfg.t1,
+                Timer::Client {
+                    tx: cid,
+                    kind: ClientTimer::Retransmit,
+                },
+            );
         }
-        self.timers.set(now + self.cfg.t1 * 64, Timer::Client { tx: cid, kind: ClientTimer::Timeout });
+        self.timers.set(
+            now + self.cfg.t1 * 64,
+            Timer::Client {
+                tx: cid,
+                kind: ClientTimer::Timeout,
+            },
+        );
         if invite {
-            self.timers.set(now + self.cfg.timer_c, Timer::Client { tx: cid, kind: ClientTimer::C });
+            self.timers.set(
+                now + self.cfg.timer_c,
+                Timer::Client {
+                    tx: cid,
+                    kind: ClientTimer::C,
+                },
+            );
         }
     }
 
     /// `<sip:host:port;transport=x;lr>` for a flow.
     fn record_route(&self, flow: &Flow) -> String {
-        format!("<sip:{};transport={};lr>", self.sent_by(flow), flow.transport.uri_param())
+        format!(
+            "<sip:{};transport={};lr>",
+            self.sent_by(flow),
+            flow.transport.uri_param()
+        )
     }
 
     /// Remove Route values naming us (§16.4).
@@ -201,18 +274,24 @@ impl Server {
         let prefix = format!("z9hG4bK-nt{:016x}.", self.loop_hash(req));
         req.headers_named(&HeaderName::Via)
             .filter_map(Via::parse)
-            .any(|v| self.is_our_host(v.host, flow) && v.branch().is_some_and(|b| b.starts_with(&prefix)))
+            .any(|v| {
+                self.is_our_host(v.host, flow) && v.branch().is_some_and(|b| b.starts_with(&prefix))
+            })
     }
 
     /// A response from downstream.
     pub(crate) fn handle_response(&mut self, now: Instant, flow: Flow, resp: Message) {
-        let Some(branch) = resp.top_via().and_then(|v| v.branch().map(str::to_owned)) else { return };
+        let Some(branch) = resp.top_via().and_then(|v| v.branch().map(str::to_owned)) else {
+            return;
+        };
         let Some(cid) = self.txs.find_client(&branch) else {
             debug!(branch, "response matches no transaction; dropped");
             return;
         };
         let code = resp.code().unwrap_or(0);
-        let Some(client) = self.txs.client(cid) else { return };
+        let Some(client) = self.txs.client(cid) else {
+            return;
+        };
         if client.flow.remote.ip() != flow.remote.ip() {
             debug!(branch, "response from an unexpected address; dropped");
             return;
@@ -233,7 +312,9 @@ impl Server {
     }
 
     fn on_provisional(&mut self, now: Instant, cid: u64, up: Option<Message>) {
-        let Some(client) = self.txs.client(cid) else { return };
+        let Some(client) = self.txs.client(cid) else {
+            return;
+        };
         if client.state == ClientState::Completed {
             return;
         }
@@ -242,10 +323,19 @@ impl Server {
         if pending {
             self.send_cancel(now, cid);
         } else if invite {
-            self.timers.set(now + self.cfg.timer_c, Timer::Client { tx: cid, kind: ClientTimer::C });
+            client.timer_c = Some(now + self.cfg.timer_c);
+            self.timers.set(
+                now + self.cfg.timer_c,
+                Timer::Client {
+                    tx: cid,
+                    kind: ClientTimer::C,
+                },
+            );
         }
         let Some(up) = up else { return };
-        let Some(server) = self.txs.server(sid) else { return };
+        let Some(server) = self.txs.server(sid) else {
+            return;
+        };
         if server.state == ServerState::Proceeding {
             let bytes = up.to_bytes();
             server.last = Some(bytes.clone());
@@ -267,7 +357,9 @@ impl Server {
         if state == ClientState::Completed {
             return; // a retransmitted 2xx, forwarded again (RFC 6026)
         }
-        let Some(client) = self.txs.client(cid) else { return };
+        let Some(client) = self.txs.client(cid) else {
+            return;
+        };
         client.state = ClientState::Completed;
         client.final_code = Some(200);
         client.bytes = Vec::new();
@@ -285,7 +377,9 @@ impl Server {
     }
 
     fn on_failure(&mut self, now: Instant, cid: u64, sid: u64, state: ClientState, up: Message) {
-        let Some(client) = self.txs.client(cid) else { return };
+        let Some(client) = self.txs.client(cid) else {
+            return;
+        };
         let invite = client.invite;
         if state == ClientState::Completed {
             if invite {
@@ -299,8 +393,15 @@ impl Server {
         if invite {
             self.send_ack(cid, &up);
         }
-        let reliable = self.txs.client(cid).is_some_and(|c| c.flow.transport.is_reliable());
-        let linger = if reliable { std::time::Duration::ZERO } else { self.cfg.t1 * 64 };
+        let reliable = self
+            .txs
+            .client(cid)
+            .is_some_and(|c| c.flow.transport.is_reliable());
+        let linger = if reliable {
+            std::time::Duration::ZERO
+        } else {
+            self.cfg.t1 * 64
+        };
         self.linger_client(now, cid, linger); // Timer D / K
         if let Some(server) = self.txs.server(sid) {
             server.finals.push(up);
@@ -313,70 +414,117 @@ impl Server {
 
     /// When every branch has a final response, send the best one up (§16.7).
     pub(crate) fn maybe_finish(&mut self, now: Instant, sid: u64) {
-        let Some(server) = self.txs.server(sid) else { return };
+        let Some(server) = self.txs.server(sid) else {
+            return;
+        };
         if server.state != ServerState::Proceeding {
             return;
         }
         let branches = server.branches.clone();
-        let all_done = branches.iter().all(|b| self.txs.client(*b).is_none_or(|c| c.final_code.is_some()));
+        let all_done = branches
+            .iter()
+            .all(|b| self.txs.client(*b).is_none_or(|c| c.final_code.is_some()));
         if !all_done {
             return;
         }
-        let Some(server) = self.txs.server(sid) else { return };
+        let Some(server) = self.txs.server(sid) else {
+            return;
+        };
         let best = match best_response(&server.finals) {
             Some(b) => b.clone(),
             None => {
                 let code = if server.cancelled { 487 } else { 408 };
                 let request = self.txs_request(sid);
                 let tag = self.local_tag(&request);
-                let reason = if code == 408 { "Request Timeout (no device answered)" } else { "Request Terminated" };
+                let reason = if code == 408 {
+                    "Request Timeout (no device answered)"
+                } else {
+                    "Request Terminated"
+                };
                 request.response(code, reason, Some(&tag))
             }
         };
         let mut best = best;
         if best.code() == Some(503) {
-            best.start = StartLine::Response { code: 500, reason: "Server Internal Error (callee's server unavailable)".into() };
+            best.start = StartLine::Response {
+                code: 500,
+                reason: "Server Internal Error (callee's server unavailable)".into(),
+            };
         }
-        let Some(server) = self.txs.server(sid) else { return };
+        let Some(server) = self.txs.server(sid) else {
+            return;
+        };
         server.state = ServerState::Completed;
         let bytes = best.to_bytes();
         server.last = Some(bytes.clone());
         let (flow, invite) = (server.flow, server.invite);
         self.send(flow, bytes);
         if invite && !flow.transport.is_reliable() {
-            self.timers.set(now + self.cfg.t1, Timer::Server { tx: sid, kind: ServerTimer::Retransmit });
+            self.timers.set(
+                now + self.cfg.t1,
+                Timer::Server {
+                    tx: sid,
+                    kind: ServerTimer::Retransmit,
+                },
+            );
         }
         self.linger_server(now, sid);
     }
 
     fn txs_request(&mut self, sid: u64) -> Message {
-        self.txs.server(sid).map(|s| s.request.clone()).unwrap_or_else(|| Message::request(Method::Invite, ""))
+        self.txs
+            .server(sid)
+            .map(|s| s.request.clone())
+            .unwrap_or_else(|| Message::request(Method::Invite, ""))
     }
 
     fn linger_server(&mut self, now: Instant, sid: u64) {
-        self.timers.set(now + self.cfg.t1 * 64, Timer::Server { tx: sid, kind: ServerTimer::Linger });
+        self.timers.set(
+            now + self.cfg.t1 * 64,
+            Timer::Server {
+                tx: sid,
+                kind: ServerTimer::Linger,
+            },
+        );
     }
 
     pub(crate) fn linger_client(&mut self, now: Instant, cid: u64, after: std::time::Duration) {
-        self.timers.set(now + after, Timer::Client { tx: cid, kind: ClientTimer::Linger });
+        self.timers.set(
+            now + after,
+            Timer::Client {
+                tx: cid,
+                kind: ClientTimer::Linger,
+            },
+        );
     }
 
     /// Re-read the request a client transaction sent.
     pub(crate) fn sent_request(&mut self, cid: u64) -> Option<Message> {
         let client = self.txs.client(cid)?;
-        let limits = Limits { max_message: usize::MAX, max_headers: usize::MAX, max_header_len: usize::MAX };
+        let limits = Limits {
+            max_message: usize::MAX,
+            max_headers: usize::MAX,
+            max_header_len: usize::MAX,
+        };
         crate::parse(&client.bytes, &limits).ok()
     }
 
     /// The hop-by-hop ACK for a non-2xx final response (§17.1.1.3).
     fn send_ack(&mut self, cid: u64, resp: &Message) {
-        let Some(sent) = self.sent_request(cid) else { return };
-        let Some(flow) = self.txs.client(cid).map(|c| c.flow) else { return };
+        let Some(sent) = self.sent_request(cid) else {
+            return;
+        };
+        let Some(flow) = self.txs.client(cid).map(|c| c.flow) else {
+            return;
+        };
         let mut ack = Message::request(Method::Ack, sent.request_uri().unwrap_or_default());
         for (name, value) in copied_for_cancel(&sent) {
             ack.push(name, value);
         }
-        ack.set(HeaderName::To, resp.header(&HeaderName::To).unwrap_or_default());
+        ack.set(
+            HeaderName::To,
+            resp.header(&HeaderName::To).unwrap_or_default(),
+        );
         if let Some(cseq) = sent.cseq() {
             ack.set(HeaderName::CSeq, format!("{} ACK", cseq.seq));
         }
@@ -385,14 +533,20 @@ impl Server {
 
     /// Tell the other branches to stop (§16.7 step 10, §16.10).
     pub(crate) fn cancel_other_branches(&mut self, now: Instant, sid: u64, except: u64) {
-        let branches = self.txs.server(sid).map(|s| s.branches.clone()).unwrap_or_default();
+        let branches = self
+            .txs
+            .server(sid)
+            .map(|s| s.branches.clone())
+            .unwrap_or_default();
         for cid in branches.into_iter().filter(|c| *c != except) {
             self.cancel_branch(now, cid);
         }
     }
 
     pub(crate) fn cancel_branch(&mut self, now: Instant, cid: u64) {
-        let Some(client) = self.txs.client(cid) else { return };
+        let Some(client) = self.txs.client(cid) else {
+            return;
+        };
         if client.state == ClientState::Completed || client.cancel.is_some() || !client.invite {
             return;
         }
@@ -402,11 +556,19 @@ impl Server {
             self.send_cancel(now, cid);
         }
         // If the branch never answers, give up on it after 64*T1.
-        self.timers.set(now + self.cfg.t1 * 64, Timer::Client { tx: cid, kind: ClientTimer::Timeout });
+        self.timers.set(
+            now + self.cfg.t1 * 64,
+            Timer::Client {
+                tx: cid,
+                kind: ClientTimer::Timeout,
+            },
+        );
     }
 
     fn send_cancel(&mut self, now: Instant, cid: u64) {
-        let Some(sent) = self.sent_request(cid) else { return };
+        let Some(sent) = self.sent_request(cid) else {
+            return;
+        };
         let mut cancel = Message::request(Method::Cancel, sent.request_uri().unwrap_or_default());
         for (name, value) in copied_for_cancel(&sent) {
             cancel.push(name, value);
@@ -415,13 +577,21 @@ impl Server {
             cancel.set(HeaderName::CSeq, format!("{} CANCEL", cseq.seq));
         }
         let bytes = cancel.to_bytes();
-        let Some(client) = self.txs.client(cid) else { return };
+        let Some(client) = self.txs.client(cid) else {
+            return;
+        };
         client.cancel_pending = false;
         client.cancel = Some(bytes.clone());
         let flow = client.flow;
         self.send(flow, bytes);
         if !flow.transport.is_reliable() {
-            self.timers.set(now + self.cfg.t1, Timer::Client { tx: cid, kind: ClientTimer::CancelRetransmit });
+            self.timers.set(
+                now + self.cfg.t1,
+                Timer::Client {
+                    tx: cid,
+                    kind: ClientTimer::CancelRetransmit,
+                },
+            );
         }
     }
 }
@@ -432,7 +602,12 @@ fn copied_for_cancel(sent: &Message) -> Vec<(HeaderName, String)> {
     if let Some(via) = sent.header(&HeaderName::Via) {
         out.push((HeaderName::Via, via.to_owned()));
     }
-    for name in [HeaderName::From, HeaderName::To, HeaderName::CallId, HeaderName::CSeq] {
+    for name in [
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+        HeaderName::CSeq,
+    ] {
         if let Some(v) = sent.header(&name) {
             out.push((name, v.to_owned()));
         }
@@ -447,11 +622,23 @@ fn copied_for_cancel(sent: &Message) -> Vec<(HeaderName, String)> {
 /// What responses copy from a request: start line, Via, From, To, Call-ID, CSeq.
 pub(crate) fn slim(req: &Message) -> Message {
     let keep = |n: &HeaderName| {
-        matches!(n, HeaderName::Via | HeaderName::From | HeaderName::To | HeaderName::CallId | HeaderName::CSeq)
+        matches!(
+            n,
+            HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+        )
     };
     Message {
         start: req.start.clone(),
-        headers: req.headers.iter().filter(|h| keep(&h.name)).cloned().collect(),
+        headers: req
+            .headers
+            .iter()
+            .filter(|h| keep(&h.name))
+            .cloned()
+            .collect(),
         body: Vec::new(),
     }
 }
@@ -463,7 +650,10 @@ pub(crate) fn best_response(finals: &[Message]) -> Option<&Message> {
     let rank = |m: &Message| {
         let code = m.code().unwrap_or(500);
         let class = if code >= 600 { 0 } else { code / 100 };
-        let within = PREFERRED.iter().position(|p| *p == code).unwrap_or(PREFERRED.len() + usize::from(code == 408));
+        let within = PREFERRED
+            .iter()
+            .position(|p| *p == code)
+            .unwrap_or(PREFERRED.len() + usize::from(code == 408));
         (class, within)
     };
     finals.iter().min_by_key(|m| rank(m))
@@ -474,7 +664,14 @@ mod tests {
     use super::*;
 
     fn resp(code: u16) -> Message {
-        Message { start: StartLine::Response { code, reason: String::new() }, headers: Vec::new(), body: Vec::new() }
+        Message {
+            start: StartLine::Response {
+                code,
+                reason: String::new(),
+            },
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
     }
 
     #[test]
@@ -488,7 +685,11 @@ mod tests {
         assert_eq!(pick(&[408, 486]), Some(486), "busy beats no-answer");
         assert_eq!(pick(&[408, 480]), Some(480));
         assert_eq!(pick(&[408, 403]), Some(403));
-        assert_eq!(pick(&[503, 500]), Some(503), "converted to 500 by the caller");
+        assert_eq!(
+            pick(&[503, 500]),
+            Some(503),
+            "converted to 500 by the caller"
+        );
         assert_eq!(pick(&[]), None);
     }
 }

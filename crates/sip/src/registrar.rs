@@ -34,7 +34,9 @@ impl Server {
         }
         let account = match self.register_target(&flow, &req) {
             Ok(a) => a,
-            Err((code, reason, extra)) => return self.answer_cached(now, &flow, &req, code, &reason, extra),
+            Err((code, reason, extra)) => {
+                return self.answer_cached(now, &flow, &req, code, &reason, extra)
+            }
         };
         if !self.authorize(now, &flow, &req, &account, false) {
             return;
@@ -45,38 +47,82 @@ impl Server {
                 info!(account = %account, bindings = self.location.all(&account).len(), "registered");
                 self.answer_cached(now, &flow, &req, 200, "OK", extra);
             }
-            Err((code, reason, extra)) => self.answer_cached(now, &flow, &req, code, &reason, extra),
+            Err((code, reason, extra)) => {
+                self.answer_cached(now, &flow, &req, code, &reason, extra)
+            }
         }
     }
 
     /// Check the domain and Require; return the account id from To.
     fn register_target(&self, flow: &Flow, req: &Message) -> Result<String, Refusal> {
         let domain_refusal = || {
-            (403, format!("Forbidden (not our domain: register at {})", self.cfg.domain), Vec::new())
+            (
+                403,
+                format!(
+                    "Forbidden (not our domain: register at {})",
+                    self.cfg.domain
+                ),
+                Vec::new(),
+            )
         };
-        let ruri = req.request_uri().and_then(Uri::parse).ok_or_else(domain_refusal)?;
-        let to = req.to().and_then(|t| t.parsed_uri()).ok_or_else(domain_refusal)?;
+        let ruri = req
+            .request_uri()
+            .and_then(Uri::parse)
+            .ok_or_else(domain_refusal)?;
+        let to = req
+            .to()
+            .and_then(|t| t.parsed_uri())
+            .ok_or_else(domain_refusal)?;
         if !self.is_our_host(ruri.host, flow) || !self.is_our_host(to.host, flow) {
             return Err(domain_refusal());
         }
         if let Some(unsupported) = unsupported_options(req) {
-            return Err((420, "Bad Extension".into(), vec![(HeaderName::Unsupported, unsupported)]));
+            return Err((
+                420,
+                "Bad Extension".into(),
+                vec![(HeaderName::Unsupported, unsupported)],
+            ));
         }
-        to.user_unescaped().ok_or((400, "Bad Request (To has no user part: use sip:ACCOUNT@domain)".into(), Vec::new()))
+        to.user_unescaped().ok_or((
+            400,
+            "Bad Request (To has no user part: use sip:ACCOUNT@domain)".into(),
+            Vec::new(),
+        ))
     }
 
     /// Digest-authenticate `req` as `account`. Sends the challenge or
     /// refusal itself and returns false when the request must stop here.
-    pub(crate) fn authorize(&mut self, now: Instant, flow: &Flow, req: &Message, account: &str, proxy: bool) -> bool {
+    pub(crate) fn authorize(
+        &mut self,
+        now: Instant,
+        flow: &Flow,
+        req: &Message,
+        account: &str,
+        proxy: bool,
+    ) -> bool {
         let ip: IpAddr = flow.remote.ip();
         if let Some(left) = self.guard.locked(now, account, ip) {
             let extra = vec![(HeaderName::RetryAfter, left.as_secs().max(1).to_string())];
-            self.answer_cached(now, flow, req, 403, "Forbidden (too many failed attempts: retry later)", extra);
+            self.answer_cached(
+                now,
+                flow,
+                req,
+                403,
+                "Forbidden (too many failed attempts: retry later)",
+                extra,
+            );
             return false;
         }
-        let header = if proxy { HeaderName::ProxyAuthorization } else { HeaderName::Authorization };
+        let header = if proxy {
+            HeaderName::ProxyAuthorization
+        } else {
+            HeaderName::Authorization
+        };
         let realm = self.digest.realm().to_owned();
-        let creds = req.headers_named(&header).filter_map(parse_credentials).find(|c| c.realm == realm);
+        let creds = req
+            .headers_named(&header)
+            .filter_map(parse_credentials)
+            .find(|c| c.realm == realm);
         let Some(creds) = creds else {
             self.challenge(now, flow, req, proxy, false);
             return false;
@@ -87,7 +133,10 @@ impl Server {
             return false;
         }
         let keys = self.accounts.digest_keys(account);
-        let method = req.method().map(|m| m.as_str().to_owned()).unwrap_or_default();
+        let method = req
+            .method()
+            .map(|m| m.as_str().to_owned())
+            .unwrap_or_default();
         match self.digest.verify(now, &method, &creds, keys.as_ref()) {
             Verdict::Ok => {
                 self.guard.record_success(account, ip);
@@ -118,14 +167,29 @@ impl Server {
         } else {
             (401, HeaderName::WwwAuthenticate)
         };
-        let extra = self.digest.challenge(now, stale).into_iter().map(|c| (name.clone(), c)).collect();
-        let reason = if proxy { "Proxy Authentication Required" } else { "Unauthorized" };
+        let extra = self
+            .digest
+            .challenge(now, stale)
+            .into_iter()
+            .map(|c| (name.clone(), c))
+            .collect();
+        let reason = if proxy {
+            "Proxy Authentication Required"
+        } else {
+            "Unauthorized"
+        };
         // Not cached: a retransmitted request simply gets a fresh challenge.
         self.reply_with(flow, req, code, reason, extra);
     }
 
     /// Apply the Contacts of an authorized REGISTER.
-    fn update_bindings(&mut self, now: Instant, flow: Flow, req: &Message, account: &str) -> Result<(), Refusal> {
+    fn update_bindings(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: &Message,
+        account: &str,
+    ) -> Result<(), Refusal> {
         let contacts: Vec<&str> = req.headers_named(&HeaderName::Contact).collect();
         if contacts.is_empty() {
             return Ok(()); // a query
@@ -135,10 +199,18 @@ impl Server {
         let mut list: Vec<Binding> = self.location.lookup(account, now).cloned().collect();
         if contacts.contains(&"*") {
             if contacts.len() != 1 || req.header(&HeaderName::Expires).map(str::trim) != Some("0") {
-                return Err((400, "Bad Request (Contact: * needs Expires: 0 and no other Contact)".into(), Vec::new()));
+                return Err((
+                    400,
+                    "Bad Request (Contact: * needs Expires: 0 and no other Contact)".into(),
+                    Vec::new(),
+                ));
             }
             if list.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
-                return Err((500, "Server Internal Error (REGISTER out of order)".into(), Vec::new()));
+                return Err((
+                    500,
+                    "Server Internal Error (REGISTER out of order)".into(),
+                    Vec::new(),
+                ));
             }
             list.clear();
         } else {
@@ -148,7 +220,10 @@ impl Server {
             }
         }
         if list.len() > self.cfg.max_bindings {
-            let reason = format!("Forbidden (too many devices: at most {} per account)", self.cfg.max_bindings);
+            let reason = format!(
+                "Forbidden (too many devices: at most {} per account)",
+                self.cfg.max_bindings
+            );
             return Err((403, reason, Vec::new()));
         }
         self.location.set(account, list);
@@ -157,10 +232,18 @@ impl Server {
     }
 
     fn read_contacts(&self, req: &Message, contacts: &[&str]) -> Result<Vec<Wanted>, Refusal> {
-        let header_expires = req.header(&HeaderName::Expires).and_then(|e| e.trim().parse::<u32>().ok());
+        let header_expires = req
+            .header(&HeaderName::Expires)
+            .and_then(|e| e.trim().parse::<u32>().ok());
         let mut out = Vec::with_capacity(contacts.len());
         for c in contacts {
-            let bad = || (400, "Bad Request (unreadable Contact)".to_string(), Vec::new());
+            let bad = || {
+                (
+                    400,
+                    "Bad Request (unreadable Contact)".to_string(),
+                    Vec::new(),
+                )
+            };
             let na = NameAddr::parse(c).ok_or_else(bad)?;
             Uri::parse(na.uri).ok_or_else(bad)?;
             let expires = na
@@ -172,18 +255,40 @@ impl Server {
                 .unwrap_or(self.cfg.default_expires);
             if expires != 0 && expires < self.cfg.min_expires {
                 let min = self.cfg.min_expires.to_string();
-                return Err((423, "Interval Too Brief".into(), vec![(HeaderName::MinExpires, min)]));
+                return Err((
+                    423,
+                    "Interval Too Brief".into(),
+                    vec![(HeaderName::MinExpires, min)],
+                ));
             }
-            let instance = na.params.get("+sip.instance").flatten().map(|i| i.trim_matches(['"', '<', '>']).to_owned());
-            let reg_id = na.params.get("reg-id").flatten().and_then(|r| r.parse().ok());
+            let instance = na
+                .params
+                .get("+sip.instance")
+                .flatten()
+                .map(|i| i.trim_matches(['"', '<', '>']).to_owned());
+            let reg_id = na
+                .params
+                .get("reg-id")
+                .flatten()
+                .and_then(|r| r.parse().ok());
             let expires = expires.min(self.cfg.max_expires);
-            out.push(Wanted { uri: na.uri.to_owned(), instance, reg_id, expires });
+            out.push(Wanted {
+                uri: na.uri.to_owned(),
+                instance,
+                reg_id,
+                expires,
+            });
         }
         Ok(out)
     }
 
     /// Contact headers listing every current binding, for the 200.
-    fn contact_list(&self, now: Instant, account: &str, req: &Message) -> Vec<(HeaderName, String)> {
+    fn contact_list(
+        &self,
+        now: Instant,
+        account: &str,
+        req: &Message,
+    ) -> Vec<(HeaderName, String)> {
         let mut extra: Vec<(HeaderName, String)> = self
             .location
             .lookup(account, now)
@@ -199,7 +304,9 @@ impl Server {
                 (HeaderName::Contact, v)
             })
             .collect();
-        let outbound = req.headers_named(&HeaderName::Contact).any(|c| c.contains("reg-id"));
+        let outbound = req
+            .headers_named(&HeaderName::Contact)
+            .any(|c| c.contains("reg-id"));
         if outbound {
             extra.push((HeaderName::Require, "outbound".into()));
         }
@@ -220,7 +327,8 @@ impl Server {
         let bytes = self.reply_with(flow, req, code, reason, extra);
         if !flow.transport.is_reliable() && req.method() != Some(&crate::Method::Invite) {
             let linger = self.cfg.t1 * 64;
-            self.txs.cache_response(now, &mut self.timers, req, linger, bytes);
+            self.txs
+                .cache_response(now, &mut self.timers, req, linger, bytes);
         }
     }
 
@@ -236,11 +344,24 @@ impl Server {
 }
 
 /// Add, refresh or remove one binding in `list` (§10.3 steps 6–8).
-fn apply(list: &mut Vec<Binding>, w: Wanted, call_id: &str, cseq: u32, now: Instant, flow: Flow) -> Result<(), Refusal> {
-    let existing = list.iter().position(|b| b.same_key(w.instance.as_deref(), w.reg_id, &w.uri));
+fn apply(
+    list: &mut Vec<Binding>,
+    w: Wanted,
+    call_id: &str,
+    cseq: u32,
+    now: Instant,
+    flow: Flow,
+) -> Result<(), Refusal> {
+    let existing = list
+        .iter()
+        .position(|b| b.same_key(w.instance.as_deref(), w.reg_id, &w.uri));
     if let Some(i) = existing {
         if list[i].call_id == call_id && list[i].cseq >= cseq {
-            return Err((500, "Server Internal Error (REGISTER out of order)".into(), Vec::new()));
+            return Err((
+                500,
+                "Server Internal Error (REGISTER out of order)".into(),
+                Vec::new(),
+            ));
         }
         list.remove(i);
     }

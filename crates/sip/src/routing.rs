@@ -42,7 +42,9 @@ impl Server {
             return self.answer_cached(now, &flow, &req, 481, reason_phrase(481), Vec::new());
         };
         self.answer_cached(now, &flow, &req, 200, "OK", Vec::new());
-        let Some(server) = self.txs.server(sid) else { return };
+        let Some(server) = self.txs.server(sid) else {
+            return;
+        };
         if server.state != ServerState::Proceeding || server.cancelled {
             return;
         }
@@ -55,10 +57,22 @@ impl Server {
 
     /// A request inside a dialog we record-routed: forward it to the other
     /// party over that party's flow. Only the two parties may use it.
-    pub(crate) fn route_in_dialog(&mut self, now: Instant, flow: Flow, req: Message, key: (String, bool)) {
+    pub(crate) fn route_in_dialog(
+        &mut self,
+        now: Instant,
+        flow: Flow,
+        req: Message,
+        key: (String, bool),
+    ) {
         let ack = req.method() == Some(&Method::Ack);
-        let ids = (req.call_id(), req.from().and_then(|f| f.tag()), req.to().and_then(|t| t.tag()));
-        let (Some(call_id), Some(from_tag), Some(to_tag)) = ids else { return };
+        let ids = (
+            req.call_id(),
+            req.from().and_then(|f| f.tag()),
+            req.to().and_then(|t| t.tag()),
+        );
+        let (Some(call_id), Some(from_tag), Some(to_tag)) = ids else {
+            return;
+        };
         let Some(dialog) = self.dialogs.touch(call_id, from_tag, to_tag, now) else {
             if !ack {
                 self.answer_cached(now, &flow, &req, 481, reason_phrase(481), Vec::new());
@@ -73,7 +87,14 @@ impl Server {
         if source.remote.ip() != flow.remote.ip() {
             debug!(remote = %flow.remote, "in-dialog request from a stranger refused");
             if !ack {
-                self.answer_cached(now, &flow, &req, 403, "Forbidden (not a party of this dialog)", Vec::new());
+                self.answer_cached(
+                    now,
+                    &flow,
+                    &req,
+                    403,
+                    "Forbidden (not a party of this dialog)",
+                    Vec::new(),
+                );
             }
             return;
         }
@@ -82,10 +103,20 @@ impl Server {
             self.dialogs.remove(&c, &f, &t);
         }
         let mut out = req.clone();
-        out.set(HeaderName::MaxForwards, req.max_forwards().unwrap_or(70).saturating_sub(1).to_string());
+        out.set(
+            HeaderName::MaxForwards,
+            req.max_forwards()
+                .unwrap_or(70)
+                .saturating_sub(1)
+                .to_string(),
+        );
         let branch = self.new_branch(0);
         if ack {
-            let via = format!("SIP/2.0/{} {};branch={branch}", target.transport.via_token(), self.sent_by(&target));
+            let via = format!(
+                "SIP/2.0/{} {};branch={branch}",
+                target.transport.via_token(),
+                self.sent_by(&target)
+            );
             out.push_front(HeaderName::Via, via);
             return self.send(target, out.to_bytes());
         }
@@ -102,43 +133,83 @@ impl Server {
             cancelled: false,
             interval: self.cfg.t1,
         });
-        self.timers.set(now + self.cfg.t1 * 128, Timer::Server { tx: sid, kind: ServerTimer::Linger });
+        self.timers.set(
+            now + self.cfg.t1 * 128,
+            Timer::Server {
+                tx: sid,
+                kind: ServerTimer::Linger,
+            },
+        );
         self.send_client(now, sid, target, out, branch, invite);
     }
 
     pub(crate) fn on_client_timer(&mut self, now: Instant, cid: u64, kind: ClientTimer) {
-        let Some(client) = self.txs.client(cid) else { return };
+        let Some(client) = self.txs.client(cid) else {
+            return;
+        };
         let (state, invite, sid) = (client.state, client.invite, client.server);
         match kind {
             ClientTimer::Retransmit => {
-                let resend = state == ClientState::Calling || (!invite && state == ClientState::Proceeding);
+                let resend =
+                    state == ClientState::Calling || (!invite && state == ClientState::Proceeding);
                 if !resend {
                     return;
                 }
-                client.interval = if invite { client.interval * 2 } else { (client.interval * 2).min(self.cfg.t2) };
+                client.interval = if invite {
+                    client.interval * 2
+                } else {
+                    (client.interval * 2).min(self.cfg.t2)
+                };
                 let (flow, bytes, next) = (client.flow, client.bytes.clone(), client.interval);
                 self.send(flow, bytes);
-                self.timers.set(now + next, Timer::Client { tx: cid, kind: ClientTimer::Retransmit });
+                self.timers.set(
+                    now + next,
+                    Timer::Client {
+                        tx: cid,
+                        kind: ClientTimer::Retransmit,
+                    },
+                );
             }
             ClientTimer::CancelRetransmit => {
-                let Some(cancel) = client.cancel.clone() else { return };
+                let Some(cancel) = client.cancel.clone() else {
+                    return;
+                };
                 if state == ClientState::Completed {
                     return;
                 }
                 client.cancel_interval = (client.cancel_interval * 2).min(self.cfg.t2);
                 let (flow, next) = (client.flow, client.cancel_interval);
                 self.send(flow, cancel);
-                self.timers.set(now + next, Timer::Client { tx: cid, kind: ClientTimer::CancelRetransmit });
+                self.timers.set(
+                    now + next,
+                    Timer::Client {
+                        tx: cid,
+                        kind: ClientTimer::CancelRetransmit,
+                    },
+                );
             }
+            ClientTimer::C if client.timer_c.is_some_and(|due| due > now) => {} // pushed back
             ClientTimer::C if state == ClientState::Proceeding => {
                 debug!(branch = %client.branch, "timer C: cancelling an unanswered branch");
                 self.cancel_branch(now, cid);
             }
-            ClientTimer::C | ClientTimer::Timeout => {
-                if state == ClientState::Completed {
-                    return;
+            ClientTimer::C => {
+                if state == ClientState::Calling {
+                    self.give_up_branch(now, cid, sid);
                 }
-                self.give_up_branch(now, cid, sid);
+            }
+            ClientTimer::Timeout => {
+                // Timer B only runs until a provisional arrives; after a
+                // CANCEL this is the give-up deadline for the branch.
+                let cancelling = client.cancel.is_some() || client.cancel_pending;
+                let due = match state {
+                    ClientState::Completed => false,
+                    ClientState::Proceeding => !invite || cancelling,
+                    ClientState::Calling => true,
+                };
+                if due {
+                    self.give_up_branch(now, cid, sid);
+                }
             }
             ClientTimer::Linger => {
                 if state == ClientState::Completed {
@@ -151,24 +222,40 @@ impl Server {
     /// Timer B/F (or no answer after our CANCEL): the branch ends with a
     /// locally made 408, or 487 when cancelled.
     fn give_up_branch(&mut self, now: Instant, cid: u64, sid: u64) {
-        let Some(client) = self.txs.client(cid) else { return };
+        let Some(client) = self.txs.client(cid) else {
+            return;
+        };
         client.state = ClientState::Completed;
         let cancelled = client.cancel.is_some() || client.cancel_pending;
         client.final_code = Some(if cancelled { 487 } else { 408 });
         self.txs.remove_client(cid);
-        let Some(server) = self.txs.server(sid) else { return };
-        let code = if cancelled || server.cancelled { 487 } else { 408 };
-        let reason = if code == 408 { "Request Timeout (no answer)" } else { "Request Terminated" };
+        let Some(server) = self.txs.server(sid) else {
+            return;
+        };
+        let code = if cancelled || server.cancelled {
+            487
+        } else {
+            408
+        };
+        let reason = if code == 408 {
+            "Request Timeout (no answer)"
+        } else {
+            "Request Terminated"
+        };
         let request = server.request.clone();
         let tag = self.local_tag(&request);
         let resp = request.response(code, reason, Some(&tag));
-        let Some(server) = self.txs.server(sid) else { return };
+        let Some(server) = self.txs.server(sid) else {
+            return;
+        };
         server.finals.push(resp);
         self.maybe_finish(now, sid);
     }
 
     pub(crate) fn on_server_timer(&mut self, now: Instant, sid: u64, kind: ServerTimer) {
-        let Some(server) = self.txs.server(sid) else { return };
+        let Some(server) = self.txs.server(sid) else {
+            return;
+        };
         match kind {
             ServerTimer::Retransmit => {
                 if server.state != ServerState::Completed {
@@ -179,7 +266,13 @@ impl Server {
                 if let Some(bytes) = server.last.clone() {
                     self.send(flow, bytes);
                 }
-                self.timers.set(now + next, Timer::Server { tx: sid, kind: ServerTimer::Retransmit });
+                self.timers.set(
+                    now + next,
+                    Timer::Server {
+                        tx: sid,
+                        kind: ServerTimer::Retransmit,
+                    },
+                );
             }
             ServerTimer::Linger => {
                 if server.state == ServerState::Proceeding {
@@ -191,7 +284,11 @@ impl Server {
                 }
                 if let Some(server) = self.txs.remove_server(sid) {
                     for cid in server.branches {
-                        if self.txs.client(cid).is_some_and(|c| c.state != ClientState::Completed) {
+                        if self
+                            .txs
+                            .client(cid)
+                            .is_some_and(|c| c.state != ClientState::Completed)
+                        {
                             self.txs.remove_client(cid);
                         }
                     }

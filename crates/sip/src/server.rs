@@ -104,7 +104,10 @@ impl ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// The bindings of an account changed (persist them; empty = removed).
-    BindingsChanged { account: String, bindings: Vec<Binding> },
+    BindingsChanged {
+        account: String,
+        bindings: Vec<Binding>,
+    },
 }
 
 /// Counts of live state (see [`Server::open_state`]).
@@ -140,7 +143,13 @@ pub struct Server {
 impl Server {
     /// A server starting at `now`.
     pub fn new(cfg: ServerConfig, accounts: Box<dyn Accounts + Send>, now: Instant) -> Server {
-        let digest = Digest::new(&cfg.domain, &cfg.secret, now, cfg.nonce_ttl, cfg.nonce_slots);
+        let digest = Digest::new(
+            &cfg.domain,
+            &cfg.secret,
+            now,
+            cfg.nonce_ttl,
+            cfg.nonce_slots,
+        );
         let mut timers = Timers::default();
         timers.set(now + SWEEP_EVERY, Timer::Sweep);
         Server {
@@ -173,7 +182,9 @@ impl Server {
         match crate::parse(input.bytes, &self.cfg.limits) {
             Ok(msg) if msg.is_request() => self.handle_request(now, flow, msg),
             Ok(msg) => self.handle_response(now, flow, msg),
-            Err(Error::Invalid { why, message }) if message.is_request() && message.method() != Some(&Method::Ack) => {
+            Err(Error::Invalid { why, message })
+                if message.is_request() && message.method() != Some(&Method::Ack) =>
+            {
                 debug!(remote = %flow.remote, why, "400 for an invalid request");
                 let reason = format!("Bad Request ({why})");
                 self.reply_with(&flow, &message, 400, &reason, Vec::new());
@@ -263,9 +274,19 @@ impl Server {
     pub(crate) fn is_our_host(&self, host: &str, flow: &Flow) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         host.eq_ignore_ascii_case(&self.cfg.domain)
-            || self.cfg.aliases.iter().any(|a| a.eq_ignore_ascii_case(host))
-            || self.cfg.advertise.as_deref().is_some_and(|a| a.eq_ignore_ascii_case(host))
-            || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == flow.local.ip())
+            || self
+                .cfg
+                .aliases
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(host))
+            || self
+                .cfg
+                .advertise
+                .as_deref()
+                .is_some_and(|a| a.eq_ignore_ascii_case(host))
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip == flow.local.ip())
     }
 
     /// `host:port` we put in Via and Record-Route for a flow.
@@ -331,7 +352,8 @@ impl Server {
     fn flush_events(&mut self) {
         for (account, ()) in self.changed.drain() {
             let bindings = self.location.all(&account).to_vec();
-            self.events.push_back(Event::BindingsChanged { account, bindings });
+            self.events
+                .push_back(Event::BindingsChanged { account, bindings });
         }
     }
 
@@ -348,8 +370,12 @@ impl Server {
 
 /// RFC 3581 / §18.2.1: record where a request really came from in its top Via.
 fn stamp_via(req: &mut Message, flow: &Flow) {
-    let Some(first) = req.headers.iter_mut().find(|h| h.name == HeaderName::Via) else { return };
-    let Some(via) = crate::msg::Via::parse(&first.value) else { return };
+    let Some(first) = req.headers.iter_mut().find(|h| h.name == HeaderName::Via) else {
+        return;
+    };
+    let Some(via) = crate::msg::Via::parse(&first.value) else {
+        return;
+    };
     let ip = flow.remote.ip().to_string();
     let host = via.host.trim_start_matches('[').trim_end_matches(']');
     let needs_received = host != ip && via.params.get("received").is_none();
@@ -389,7 +415,10 @@ mod tests {
             conn: None,
         };
         let mut m = Message::request(Method::Options, "sip:x");
-        m.push(HeaderName::Via, "SIP/2.0/UDP 10.0.0.2:5060;rport;branch=z9hG4bKa");
+        m.push(
+            HeaderName::Via,
+            "SIP/2.0/UDP 10.0.0.2:5060;rport;branch=z9hG4bKa",
+        );
         stamp_via(&mut m, &flow);
         let via = m.top_via().unwrap();
         assert_eq!(via.params.get("rport"), Some(Some("40123")));

@@ -80,14 +80,32 @@ mod tests {
     fn fires_in_deadline_order_and_only_when_due() {
         let t0 = Instant::now();
         let mut t = Timers::default();
-        t.set(t0 + Duration::from_secs(2), Timer::Client { tx: 2, kind: ClientTimer::C });
+        t.set(
+            t0 + Duration::from_secs(2),
+            Timer::Client {
+                tx: 2,
+                kind: ClientTimer::C,
+            },
+        );
         t.set(t0 + Duration::from_secs(1), Timer::Sweep);
-        t.set(t0 + Duration::from_secs(1), Timer::Server { tx: 1, kind: ServerTimer::Linger });
+        t.set(
+            t0 + Duration::from_secs(1),
+            Timer::Server {
+                tx: 1,
+                kind: ServerTimer::Linger,
+            },
+        );
         assert_eq!(t.next(), Some(t0 + Duration::from_secs(1)));
         assert_eq!(t.pop_due(t0), None);
         let later = t0 + Duration::from_secs(1);
         assert_eq!(t.pop_due(later), Some(Timer::Sweep));
-        assert_eq!(t.pop_due(later), Some(Timer::Server { tx: 1, kind: ServerTimer::Linger }));
+        assert_eq!(
+            t.pop_due(later),
+            Some(Timer::Server {
+                tx: 1,
+                kind: ServerTimer::Linger
+            })
+        );
         assert_eq!(t.pop_due(later), None);
         assert_eq!(t.len(), 1);
     }

@@ -69,6 +69,9 @@ pub(crate) struct ClientTx {
     pub cancel_pending: bool,
     pub cancel_interval: Duration,
     pub final_code: Option<u16>,
+    /// The current Timer C deadline (provisional responses push it back;
+    /// older entries in the timer table are then ignored).
+    pub timer_c: Option<std::time::Instant>,
 }
 
 /// All transactions, indexed by id and by branch.
@@ -97,7 +100,10 @@ pub(crate) fn server_key(req: &Message, invite: bool) -> Option<(String, bool)> 
             req.from().and_then(|f| f.tag()).unwrap_or_default()
         ),
     };
-    Some((format!("{branch}|{}:{}", via.host, via.port.unwrap_or(0)), invite))
+    Some((
+        format!("{branch}|{}:{}", via.host, via.port.unwrap_or(0)),
+        invite,
+    ))
 }
 
 impl Transactions {

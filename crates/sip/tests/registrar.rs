@@ -18,7 +18,9 @@ fn register_with_digest_stores_the_flow_and_reports_it() {
     let (to, challenge) = h.one();
     assert_eq!(to, flow, "answers go back over the flow");
     assert_eq!(challenge.code(), Some(401));
-    let offered: Vec<_> = challenge.headers_named(&HeaderName::WwwAuthenticate).collect();
+    let offered: Vec<_> = challenge
+        .headers_named(&HeaderName::WwwAuthenticate)
+        .collect();
     assert_eq!(offered.len(), 2);
     assert!(offered[0].contains("algorithm=SHA-256") && offered[1].contains("algorithm=MD5"));
     assert!(h.events().is_empty());
@@ -27,11 +29,20 @@ fn register_with_digest_stores_the_flow_and_reports_it() {
     h.send(flow, &req);
     let (_, ok) = h.one();
     assert_eq!(ok.code(), Some(200));
-    assert_eq!(ok.header(&HeaderName::Contact), Some("<sip:alice@10.0.0.2:5060>;expires=3600"));
+    assert_eq!(
+        ok.header(&HeaderName::Contact),
+        Some("<sip:alice@10.0.0.2:5060>;expires=3600")
+    );
     let via = ok.top_via().unwrap();
     assert_eq!(via.params.get("received"), Some(Some("198.51.100.7")));
     assert_eq!(via.params.get("rport"), Some(Some("40000")));
-    let binding = h.server.location().lookup("alice", h.now).next().unwrap().clone();
+    let binding = h
+        .server
+        .location()
+        .lookup("alice", h.now)
+        .next()
+        .unwrap()
+        .clone();
     assert_eq!(binding.flow, flow);
     assert_eq!(binding.contact, "sip:alice@10.0.0.2:5060");
     match h.events().as_slice() {
@@ -59,20 +70,45 @@ fn expiry_rules_min_max_default_and_removal() {
     let mut h = Harness::new();
     let flow = h.udp("198.51.100.7:40000");
     let mut ua = Ua::new("alice", "alice-pw", "10.0.0.2");
-    let ok = register(&mut h, &mut ua, flow, &[("Contact", "<sip:a@1.1.1.1>;expires=30")]);
+    let ok = register(
+        &mut h,
+        &mut ua,
+        flow,
+        &[("Contact", "<sip:a@1.1.1.1>;expires=30")],
+    );
     assert_eq!(ok.code(), Some(423));
     assert_eq!(ok.header(&HeaderName::MinExpires), Some("60"));
-    let ok = register(&mut h, &mut ua, flow, &[("Contact", "<sip:a@1.1.1.1>"), ("Expires", "999999")]);
-    assert_eq!(ok.header(&HeaderName::Contact), Some("<sip:a@1.1.1.1>;expires=7200"));
-    let ok = register(&mut h, &mut ua, flow, &[("Contact", "<sip:a@2.2.2.2>;expires=120")]);
+    let ok = register(
+        &mut h,
+        &mut ua,
+        flow,
+        &[("Contact", "<sip:a@1.1.1.1>"), ("Expires", "999999")],
+    );
+    assert_eq!(
+        ok.header(&HeaderName::Contact),
+        Some("<sip:a@1.1.1.1>;expires=7200")
+    );
+    let ok = register(
+        &mut h,
+        &mut ua,
+        flow,
+        &[("Contact", "<sip:a@2.2.2.2>;expires=120")],
+    );
     assert_eq!(ok.headers_named(&HeaderName::Contact).count(), 2);
     h.events();
 
     h.advance(Duration::from_secs(130));
     assert_eq!(h.server.location().lookup("alice", h.now).count(), 1);
-    assert!(matches!(h.events().as_slice(), [Event::BindingsChanged { bindings, .. }] if bindings.len() == 1));
+    assert!(
+        matches!(h.events().as_slice(), [Event::BindingsChanged { bindings, .. }] if bindings.len() == 1)
+    );
 
-    let ok = register(&mut h, &mut ua, flow, &[("Contact", "<sip:a@1.1.1.1>;expires=0")]);
+    let ok = register(
+        &mut h,
+        &mut ua,
+        flow,
+        &[("Contact", "<sip:a@1.1.1.1>;expires=0")],
+    );
     assert_eq!(ok.code(), Some(200));
     assert_eq!(ok.header(&HeaderName::Contact), None);
     assert!(h.server.location().is_empty());
@@ -83,7 +119,12 @@ fn star_removes_everything_but_needs_expires_zero() {
     let mut h = Harness::new();
     let flow = h.udp("198.51.100.7:40000");
     let mut ua = Ua::new("alice", "alice-pw", "10.0.0.2");
-    register(&mut h, &mut ua, flow, &[("Contact", "<sip:a@1.1.1.1>, <sip:a@2.2.2.2>")]);
+    register(
+        &mut h,
+        &mut ua,
+        flow,
+        &[("Contact", "<sip:a@1.1.1.1>, <sip:a@2.2.2.2>")],
+    );
     assert_eq!(h.server.location().len(), 2);
     let bad = register(&mut h, &mut ua, flow, &[("Contact", "*")]);
     assert_eq!(bad.code(), Some(400));
@@ -105,13 +146,19 @@ fn outbound_instance_replaces_the_old_flow() {
     let contact2 = contact.replace("10.0.0.2", "10.9.9.9");
     ua.call_id = "new-call-id".into();
     register(&mut h, &mut ua, moved, &[("Contact", &contact2)]);
-    let all: Vec<_> = h.server.location().lookup("alice", h.now).cloned().collect();
+    let all: Vec<_> = h
+        .server
+        .location()
+        .lookup("alice", h.now)
+        .cloned()
+        .collect();
     assert_eq!(all.len(), 1, "{all:?}");
     assert_eq!(all[0].flow, moved);
     assert_eq!(all[0].instance.as_deref(), Some("urn:uuid:1234"));
     // The TCP connection drops: the binding is unreachable and goes.
     h.events();
-    h.server.handle_connection_closed(natter_sip::flow::ConnId(7));
+    h.server
+        .handle_connection_closed(natter_sip::flow::ConnId(7));
     assert!(h.server.location().is_empty());
     assert_eq!(h.events().len(), 1);
 }
@@ -161,7 +208,9 @@ fn stale_nonce_gets_stale_true() {
     h.send(flow, &req);
     let (_, again) = h.one();
     assert_eq!(again.code(), Some(401));
-    assert!(again.headers_named(&HeaderName::WwwAuthenticate).all(|c| c.contains("stale=true")));
+    assert!(again
+        .headers_named(&HeaderName::WwwAuthenticate)
+        .all(|c| c.contains("stale=true")));
 }
 
 #[test]
@@ -197,9 +246,21 @@ fn lockout_looks_the_same_for_unknown_accounts() {
     assert_eq!(locked.code(), Some(403));
     assert!(locked.header(&HeaderName::RetryAfter).is_some());
     let elsewhere = h.udp("198.51.100.67:5060");
-    assert_eq!(register(&mut h, &mut right, elsewhere, &[("Contact", "<sip:a@1.1.1.1>")]).code(), Some(200));
+    assert_eq!(
+        register(
+            &mut h,
+            &mut right,
+            elsewhere,
+            &[("Contact", "<sip:a@1.1.1.1>")]
+        )
+        .code(),
+        Some(200)
+    );
     h.advance(Duration::from_secs(901));
-    assert_eq!(register(&mut h, &mut right, flow, &[("Contact", "<sip:a@1.1.1.1>")]).code(), Some(200));
+    assert_eq!(
+        register(&mut h, &mut right, flow, &[("Contact", "<sip:a@1.1.1.1>")]).code(),
+        Some(200)
+    );
 }
 
 #[test]
@@ -247,13 +308,17 @@ fn malformed_input_gets_400_or_is_dropped_and_the_server_keeps_working() {
     h.send(flow, &bad);
     let (_, resp) = h.one();
     assert_eq!(resp.code(), Some(400));
-    assert!(matches!(&resp.start, natter_sip::msg::StartLine::Response { reason, .. } if reason.contains("CSeq")));
+    assert!(
+        matches!(&resp.start, natter_sip::msg::StartLine::Response { reason, .. } if reason.contains("CSeq"))
+    );
     // Missing Call-ID: still answered (the answer cannot carry one either).
     let mut bad = ua.register(&[]);
     bad.remove_all(&HeaderName::CallId);
     h.send(flow, &bad);
     let t = h.server.poll_transmit().expect("a 400");
-    assert!(t.bytes.starts_with(b"SIP/2.0 400 Bad Request (a mandatory header"));
+    assert!(t
+        .bytes
+        .starts_with(b"SIP/2.0 400 Bad Request (a mandatory header"));
     let ok = register(&mut h, &mut ua, flow, &[("Contact", "<sip:a@1.1.1.1>")]);
     assert_eq!(ok.code(), Some(200));
 }

@@ -55,7 +55,11 @@ fn both_algorithms_accept_the_right_password_once_per_nc() {
         let nonce = nonce_of(&sha);
         let c1 = answer(alg, "alice", "pw", &nonce, 1);
         assert_eq!(d.verify(t0, "REGISTER", &c1, Some(&keys)), Verdict::Ok);
-        assert_eq!(d.verify(t0, "REGISTER", &c1, Some(&keys)), Verdict::BadNonce, "replay");
+        assert_eq!(
+            d.verify(t0, "REGISTER", &c1, Some(&keys)),
+            Verdict::BadNonce,
+            "replay"
+        );
         let c2 = answer(alg, "alice", "pw", &nonce, 2);
         assert_eq!(d.verify(t0, "REGISTER", &c2, Some(&keys)), Verdict::Ok);
     }
@@ -68,7 +72,10 @@ fn wrong_password_and_unknown_account_look_the_same() {
     let nonce = nonce_of(&d.challenge(t0, false)[0]);
     let keys = DigestKeys::derive("alice", REALM, "pw");
     let wrong = answer(Algorithm::Sha256, "alice", "guess", &nonce, 1);
-    assert_eq!(d.verify(t0, "REGISTER", &wrong, Some(&keys)), Verdict::Wrong);
+    assert_eq!(
+        d.verify(t0, "REGISTER", &wrong, Some(&keys)),
+        Verdict::Wrong
+    );
     let nobody = answer(Algorithm::Sha256, "nobody", "pw", &nonce, 1);
     assert_eq!(d.verify(t0, "REGISTER", &nobody, None), Verdict::Wrong);
 }
@@ -81,11 +88,20 @@ fn expired_nonce_is_stale_only_with_the_right_password() {
     let keys = DigestKeys::derive("alice", REALM, "pw");
     let later = t0 + Duration::from_secs(301);
     let good = answer(Algorithm::Md5, "alice", "pw", &nonce, 1);
-    assert_eq!(d.verify(later, "REGISTER", &good, Some(&keys)), Verdict::Stale);
+    assert_eq!(
+        d.verify(later, "REGISTER", &good, Some(&keys)),
+        Verdict::Stale
+    );
     let bad = answer(Algorithm::Md5, "alice", "nope", &nonce, 1);
-    assert_eq!(d.verify(later, "REGISTER", &bad, Some(&keys)), Verdict::Wrong);
+    assert_eq!(
+        d.verify(later, "REGISTER", &bad, Some(&keys)),
+        Verdict::Wrong
+    );
     let within = t0 + Duration::from_secs(299);
-    assert_eq!(d.verify(within, "REGISTER", &good, Some(&keys)), Verdict::Ok);
+    assert_eq!(
+        d.verify(within, "REGISTER", &good, Some(&keys)),
+        Verdict::Ok
+    );
     assert!(d.challenge(later, true)[0].ends_with("stale=true"));
 }
 
@@ -98,7 +114,11 @@ fn forged_or_foreign_nonces_are_refused() {
     let mut d = digest(t0);
     for nonce in [foreign.as_str(), "abc", "", "zz", &"0".repeat(64)] {
         let c = answer(Algorithm::Md5, "alice", "pw", nonce, 1);
-        assert_eq!(d.verify(t0, "REGISTER", &c, Some(&keys)), Verdict::BadNonce, "{nonce}");
+        assert_eq!(
+            d.verify(t0, "REGISTER", &c, Some(&keys)),
+            Verdict::BadNonce,
+            "{nonce}"
+        );
     }
 }
 
@@ -125,8 +145,20 @@ fn credential_parsing() {
     assert_eq!(c.algorithm, Algorithm::Sha256);
     assert_eq!(c.qop_auth, Some(("x, y".into(), 10)));
     assert!(parse_credentials("Basic abc").is_none());
-    assert!(parse_credentials("Digest username=\"a\"").is_none(), "missing fields");
-    assert!(parse_credentials("Digest username=\"a, realm=x").is_none(), "unterminated quote");
-    assert!(parse_credentials("Digest username=a,realm=b,nonce=c,uri=d,response=e,algorithm=SHA-512").is_none());
-    assert!(parse_credentials("Digest username=a,realm=b,nonce=c,uri=d,response=e,qop=auth").is_none(), "qop without nc");
+    assert!(
+        parse_credentials("Digest username=\"a\"").is_none(),
+        "missing fields"
+    );
+    assert!(
+        parse_credentials("Digest username=\"a, realm=x").is_none(),
+        "unterminated quote"
+    );
+    assert!(parse_credentials(
+        "Digest username=a,realm=b,nonce=c,uri=d,response=e,algorithm=SHA-512"
+    )
+    .is_none());
+    assert!(
+        parse_credentials("Digest username=a,realm=b,nonce=c,uri=d,response=e,qop=auth").is_none(),
+        "qop without nc"
+    );
 }

@@ -41,10 +41,14 @@ impl Harness {
     }
 
     pub fn with_config(cfg: ServerConfig) -> Harness {
-        let accounts: HashMap<String, DigestKeys> = [("alice", "alice-pw"), ("bob", "bob-pw"), ("+14155550100", "num-pw")]
-            .into_iter()
-            .map(|(u, p)| (u.to_string(), DigestKeys::derive(u, DOMAIN, p)))
-            .collect();
+        let accounts: HashMap<String, DigestKeys> = [
+            ("alice", "alice-pw"),
+            ("bob", "bob-pw"),
+            ("+14155550100", "num-pw"),
+        ]
+        .into_iter()
+        .map(|(u, p)| (u.to_string(), DigestKeys::derive(u, DOMAIN, p)))
+        .collect();
         let now = Instant::now();
         Harness {
             server: Server::new(cfg, Box::new(MemAccounts(accounts)), now),
@@ -54,17 +58,33 @@ impl Harness {
     }
 
     pub fn udp(&self, remote: &str) -> Flow {
-        Flow { transport: Transport::Udp, local: self.local, remote: remote.parse().unwrap(), conn: None }
+        Flow {
+            transport: Transport::Udp,
+            local: self.local,
+            remote: remote.parse().unwrap(),
+            conn: None,
+        }
     }
 
     pub fn tcp(&self, remote: &str, conn: u64) -> Flow {
-        Flow { transport: Transport::Tcp, local: self.local, remote: remote.parse().unwrap(), conn: Some(ConnId(conn)) }
+        Flow {
+            transport: Transport::Tcp,
+            local: self.local,
+            remote: remote.parse().unwrap(),
+            conn: Some(ConnId(conn)),
+        }
     }
 
     pub fn input(&mut self, flow: Flow, bytes: &[u8]) {
         self.server.handle_input(
             self.now,
-            Input { transport: flow.transport, local: flow.local, remote: flow.remote, conn_id: flow.conn, bytes },
+            Input {
+                transport: flow.transport,
+                local: flow.local,
+                remote: flow.remote,
+                conn_id: flow.conn,
+                bytes,
+            },
         );
     }
 
@@ -76,7 +96,8 @@ impl Harness {
     pub fn drain(&mut self) -> Vec<(Flow, Message)> {
         let mut out = Vec::new();
         while let Some(t) = self.server.poll_transmit() {
-            let msg = natter_sip::parse(&t.bytes, &Limits::default()).expect("server sent an unparsable message");
+            let msg = natter_sip::parse(&t.bytes, &Limits::default())
+                .expect("server sent an unparsable message");
             out.push((t.flow, msg));
         }
         out
@@ -140,9 +161,15 @@ impl Ua {
         self.cseq += 1;
         let mut m = Message::request(natter_sip::Method::Register, format!("sip:{DOMAIN}"));
         let branch = self.branch();
-        m.push(HeaderName::Via, format!("SIP/2.0/UDP {};rport;branch={branch}", self.contact_host));
+        m.push(
+            HeaderName::Via,
+            format!("SIP/2.0/UDP {};rport;branch={branch}", self.contact_host),
+        );
         m.push(HeaderName::MaxForwards, "70");
-        m.push(HeaderName::From, format!("<sip:{}@{DOMAIN}>;tag={}", self.user, self.tag));
+        m.push(
+            HeaderName::From,
+            format!("<sip:{}@{DOMAIN}>;tag={}", self.user, self.tag),
+        );
         m.push(HeaderName::To, format!("<sip:{}@{DOMAIN}>", self.user));
         m.push(HeaderName::CallId, self.call_id.clone());
         m.push(HeaderName::CSeq, format!("{} REGISTER", self.cseq));
@@ -160,27 +187,49 @@ impl Ua {
         self.cseq += 1;
         let mut m = Message::request(natter_sip::Method::Invite, format!("sip:{to}@{DOMAIN}"));
         let branch = self.branch();
-        m.push(HeaderName::Via, format!("SIP/2.0/UDP {};branch={branch}", self.contact_host));
+        m.push(
+            HeaderName::Via,
+            format!("SIP/2.0/UDP {};branch={branch}", self.contact_host),
+        );
         m.push(HeaderName::MaxForwards, "70");
-        m.push(HeaderName::From, format!("<sip:{}@{DOMAIN}>;tag={}", self.user, self.tag));
+        m.push(
+            HeaderName::From,
+            format!("<sip:{}@{DOMAIN}>;tag={}", self.user, self.tag),
+        );
         m.push(HeaderName::To, format!("<sip:{to}@{DOMAIN}>"));
-        m.push(HeaderName::CallId, format!("{}-{}", self.call_id, self.cseq));
+        m.push(
+            HeaderName::CallId,
+            format!("{}-{}", self.call_id, self.cseq),
+        );
         m.push(HeaderName::CSeq, format!("{} INVITE", self.cseq));
         m.push(HeaderName::Contact, self.contact());
         m.push(HeaderName::ContentType, "application/sdp");
-        m.body = b"v=0\r\no=- 1 1 IN IP4 192.0.2.50\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n".to_vec();
+        m.body = b"v=0\r\no=- 1 1 IN IP4 192.0.2.50\r\ns=-\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+            .to_vec();
         m
     }
 
     /// Answer a 401/407 challenge on `req` (MD5, qop=auth).
     pub fn authorize(&mut self, req: &Message, challenge: &Message) -> Message {
         let (ask, answer) = if challenge.code() == Some(407) {
-            (HeaderName::ProxyAuthenticate, HeaderName::ProxyAuthorization)
+            (
+                HeaderName::ProxyAuthenticate,
+                HeaderName::ProxyAuthorization,
+            )
         } else {
             (HeaderName::WwwAuthenticate, HeaderName::Authorization)
         };
-        let md5 = challenge.headers_named(&ask).find(|c| c.contains("MD5")).expect("an MD5 challenge");
-        let nonce = md5.split("nonce=\"").nth(1).unwrap().split('"').next().unwrap();
+        let md5 = challenge
+            .headers_named(&ask)
+            .find(|c| c.contains("MD5"))
+            .expect("an MD5 challenge");
+        let nonce = md5
+            .split("nonce=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         let method = req.method().unwrap().as_str().to_owned();
         let uri = req.request_uri().unwrap().to_owned();
         let h = |s: String| hex(&Md5::digest(s.as_bytes()));
@@ -192,7 +241,10 @@ impl Ua {
         let seq = self.cseq;
         next.set(HeaderName::CSeq, format!("{seq} {method}"));
         let branch = self.branch();
-        next.set(HeaderName::Via, format!("SIP/2.0/UDP {};rport;branch={branch}", self.contact_host));
+        next.set(
+            HeaderName::Via,
+            format!("SIP/2.0/UDP {};rport;branch={branch}", self.contact_host),
+        );
         next.push(
             answer,
             format!(

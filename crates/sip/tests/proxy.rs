@@ -1,0 +1,407 @@
+//! Proxy scenarios: forking, best response, CANCEL, record-route and
+//! in-dialog routing, timers, refusals — all with injected time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{register, Harness, Ua, DOMAIN};
+use natter_sip::flow::Flow;
+use natter_sip::{HeaderName, Message, Method};
+
+struct Call {
+    h: Harness,
+    alice: Ua,
+    alice_flow: Flow,
+    bob_flows: Vec<Flow>,
+}
+
+/// Bob registers `devices` phones; alice registers one.
+fn setup(devices: usize) -> Call {
+    let mut h = Harness::new();
+    let mut bob_flows = Vec::new();
+    for i in 0..devices {
+        let flow = h.udp(&format!("198.51.100.{}:5060", 20 + i));
+        let mut bob = Ua::new("bob", "bob-pw", &format!("10.0.1.{i}:5060"));
+        let contact = bob.contact();
+        assert_eq!(
+            register(&mut h, &mut bob, flow, &[("Contact", &contact)]).code(),
+            Some(200)
+        );
+        bob_flows.push(flow);
+    }
+    let alice_flow = h.udp("198.51.100.10:5060");
+    let mut alice = Ua::new("alice", "alice-pw", "10.0.0.1:5060");
+    let contact = alice.contact();
+    register(&mut h, &mut alice, alice_flow, &[("Contact", &contact)]);
+    h.events();
+    Call {
+        h,
+        alice,
+        alice_flow,
+        bob_flows,
+    }
+}
+
+impl Call {
+    /// INVITE → 407 → INVITE with credentials; returns the authorized INVITE
+    /// and the forked branches (flow, request) after checking the 100 Trying.
+    fn invite(&mut self, to: &str) -> (Message, Vec<(Flow, Message)>) {
+        let inv = self.alice.invite(to);
+        self.h.send(self.alice_flow, &inv);
+        let (_, challenge) = self.h.one();
+        assert_eq!(challenge.code(), Some(407), "{challenge:?}");
+        let inv = self.alice.authorize(&inv, &challenge);
+        self.h.send(self.alice_flow, &inv);
+        let mut out = self.h.drain();
+        let trying = out.remove(0);
+        assert_eq!((trying.0, trying.1.code()), (self.alice_flow, Some(100)));
+        (inv, out)
+    }
+
+    /// A response from a branch's device to the request it got.
+    fn answer(&mut self, branch: &(Flow, Message), code: u16, tag: &str) {
+        let resp = branch.1.response(code, "X", Some(tag));
+        self.h.send(branch.0, &resp);
+    }
+}
+
+#[test]
+fn invite_is_challenged_then_forked_to_every_device_over_its_flow() {
+    let mut c = setup(2);
+    let (inv, branches) = c.invite("bob");
+    assert_eq!(branches.len(), 2);
+    for (i, (flow, req)) in branches.iter().enumerate() {
+        assert_eq!(*flow, c.bob_flows[i]);
+        assert_eq!(
+            req.request_uri(),
+            Some(format!("sip:bob@10.0.1.{i}:5060").as_str())
+        );
+        assert_eq!(req.max_forwards(), Some(69));
+        assert_eq!(req.headers_named(&HeaderName::Via).count(), 2);
+        assert!(req
+            .top_via()
+            .unwrap()
+            .branch()
+            .unwrap()
+            .starts_with("z9hG4bK-nt"));
+        assert_eq!(
+            req.header(&HeaderName::RecordRoute),
+            Some("<sip:192.0.2.1:5060;transport=udp;lr>")
+        );
+        assert_eq!(
+            req.header(&HeaderName::ProxyAuthorization),
+            None,
+            "credentials are consumed"
+        );
+        assert_eq!(req.body, inv.body);
+    }
+}
+
+#[test]
+fn first_2xx_wins_other_branches_are_cancelled_and_bye_follows_the_dialog() {
+    let mut c = setup(2);
+    let (_inv, branches) = c.invite("bob");
+    c.answer(&branches[0], 180, "b0");
+    let (to, ringing) = c.h.one();
+    assert_eq!((to, ringing.code()), (c.alice_flow, Some(180)));
+    assert_eq!(
+        ringing.headers_named(&HeaderName::Via).count(),
+        1,
+        "our Via is removed"
+    );
+    c.answer(&branches[1], 180, "b1");
+    c.h.drain();
+    c.answer(&branches[1], 200, "b1");
+    let out = c.h.drain();
+    let ok = out
+        .iter()
+        .find(|(f, _)| *f == c.alice_flow)
+        .expect("200 forwarded");
+    assert_eq!(ok.1.code(), Some(200));
+    let cancel = out
+        .iter()
+        .find(|(_, m)| m.method() == Some(&Method::Cancel))
+        .expect("CANCEL to branch 0");
+    assert_eq!(cancel.0, c.bob_flows[0]);
+    assert_eq!(
+        cancel.1.top_via().unwrap().branch(),
+        branches[0].1.top_via().unwrap().branch()
+    );
+    assert_eq!(cancel.1.cseq().unwrap().method, Method::Cancel);
+    // Branch 0 answers the CANCEL and its INVITE: 487 is absorbed and ACKed.
+    c.h.send(c.bob_flows[0], &cancel.1.response(200, "OK", Some("b0")));
+    c.answer(&branches[0], 487, "b0");
+    let (to, ack) = c.h.one();
+    assert_eq!((to, ack.method()), (c.bob_flows[0], Some(&Method::Ack)));
+
+    // ACK and BYE from alice go to the answering device's flow.
+    let ok_msg = ok.1.clone();
+    let mut ack = in_dialog(&ok_msg, Method::Ack, "z9hG4bK-ack", 2);
+    ack.push(HeaderName::Route, "<sip:192.0.2.1:5060;transport=udp;lr>");
+    c.h.send(c.alice_flow, &ack);
+    let (to, fwd) = c.h.one();
+    assert_eq!((to, fwd.method()), (c.bob_flows[1], Some(&Method::Ack)));
+    assert_eq!(
+        fwd.header(&HeaderName::Route),
+        None,
+        "our Route is consumed"
+    );
+
+    // A stranger cannot end the call.
+    let stranger_bye = in_dialog(&ok_msg, Method::Bye, "z9hG4bK-evil", 3);
+    let stranger = c.h.udp("203.0.113.66:5060");
+    c.h.send(stranger, &stranger_bye);
+    let bye = in_dialog(&ok_msg, Method::Bye, "z9hG4bK-bye", 3);
+    assert_eq!(c.h.one().1.code(), Some(403));
+    c.h.send(c.alice_flow, &bye);
+    let (to, fwd_bye) = c.h.one();
+    assert_eq!((to, fwd_bye.method()), (c.bob_flows[1], Some(&Method::Bye)));
+    c.h.send(c.bob_flows[1], &fwd_bye.response(200, "OK", None));
+    let (to, bye_ok) = c.h.one();
+    assert_eq!((to, bye_ok.code()), (c.alice_flow, Some(200)));
+    // The dialog is gone: a second BYE gets 481.
+    let bye2 = in_dialog(&ok_msg, Method::Bye, "z9hG4bK-bye2", 4);
+    c.h.send(c.alice_flow, &bye2);
+    assert_eq!(c.h.one().1.code(), Some(481));
+    assert_no_leaks(&mut c.h);
+}
+
+/// A request alice sends inside the dialog of a 2xx.
+fn in_dialog(ok: &Message, method: Method, branch: &str, seq: u32) -> Message {
+    let mut m = Message::request(method.clone(), "sip:bob@10.0.1.1:5060");
+    m.push(
+        HeaderName::Via,
+        format!("SIP/2.0/UDP 10.0.0.1:5060;branch={branch}"),
+    );
+    m.push(HeaderName::MaxForwards, "70");
+    m.push(HeaderName::From, ok.header(&HeaderName::From).unwrap());
+    m.push(HeaderName::To, ok.header(&HeaderName::To).unwrap());
+    m.push(HeaderName::CallId, ok.call_id().unwrap());
+    m.push(HeaderName::CSeq, format!("{seq} {method}"));
+    m
+}
+
+#[test]
+fn all_branches_fail_best_response_goes_up_and_each_is_acked() {
+    let mut c = setup(2);
+    let (_, branches) = c.invite("bob");
+    c.answer(&branches[0], 486, "b0");
+    let (to, ack) = c.h.one();
+    assert_eq!((to, ack.method()), (c.bob_flows[0], Some(&Method::Ack)));
+    c.answer(&branches[1], 404, "b1");
+    let out = c.h.drain();
+    assert_eq!(out.len(), 2, "{out:#?}");
+    let up = out.iter().find(|(f, _)| *f == c.alice_flow).unwrap();
+    assert_eq!(up.1.code(), Some(486), "busy is the more useful answer");
+    // Timer G retransmits until alice ACKs.
+    c.h.advance(Duration::from_millis(600));
+    let again = c.h.one();
+    assert_eq!(again.1.code(), Some(486));
+    let mut ack = up.1.clone();
+    ack.start = natter_sip::msg::StartLine::Request {
+        method: Method::Ack,
+        uri: "sip:bob@example.org".into(),
+    };
+    ack.set(
+        HeaderName::CSeq,
+        format!("{} ACK", up.1.cseq().unwrap().seq),
+    );
+    ack.push(HeaderName::MaxForwards, "70");
+    c.h.send(c.alice_flow, &ack);
+    assert!(c.h.drain().is_empty(), "ACK for a non-2xx is absorbed");
+    c.h.advance(Duration::from_secs(5));
+    assert!(
+        c.h.drain().is_empty(),
+        "no more retransmissions after the ACK"
+    );
+    assert_no_leaks(&mut c.h);
+}
+
+#[test]
+fn caller_cancel_is_passed_on_and_ends_in_487() {
+    let mut c = setup(2);
+    let (inv, branches) = c.invite("bob");
+    c.answer(&branches[0], 180, "b0");
+    c.answer(&branches[1], 180, "b1");
+    c.h.drain();
+    let mut cancel = Message::request(Method::Cancel, inv.request_uri().unwrap());
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+    ] {
+        cancel.push(name.clone(), inv.header(&name).unwrap());
+    }
+    cancel.push(
+        HeaderName::CSeq,
+        format!("{} CANCEL", inv.cseq().unwrap().seq),
+    );
+    cancel.push(HeaderName::MaxForwards, "70");
+    c.h.send(c.alice_flow, &cancel);
+    let out = c.h.drain();
+    assert_eq!(out[0].0, c.alice_flow);
+    assert_eq!(
+        (out[0].1.code(), out[0].1.cseq().unwrap().method),
+        (Some(200), Method::Cancel)
+    );
+    let cancels: Vec<_> = out[1..]
+        .iter()
+        .filter(|(_, m)| m.method() == Some(&Method::Cancel))
+        .collect();
+    assert_eq!(cancels.len(), 2);
+    c.answer(&branches[0], 487, "b0");
+    c.answer(&branches[1], 487, "b1");
+    let up: Vec<_> =
+        c.h.drain()
+            .into_iter()
+            .filter(|(f, _)| *f == c.alice_flow)
+            .collect();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].1.code(), Some(487));
+}
+
+#[test]
+fn cancel_for_nothing_gets_481() {
+    let mut c = setup(1);
+    let mut cancel = c.alice.invite("bob");
+    cancel.start = natter_sip::msg::StartLine::Request {
+        method: Method::Cancel,
+        uri: "sip:bob@example.org".into(),
+    };
+    cancel.set(HeaderName::CSeq, "1 CANCEL");
+    cancel.body.clear();
+    c.h.send(c.alice_flow, &cancel);
+    assert_eq!(c.h.one().1.code(), Some(481));
+}
+
+#[test]
+fn silent_device_gets_retransmissions_then_408() {
+    let mut c = setup(1);
+    let (_, branches) = c.invite("bob");
+    assert_eq!(branches.len(), 1);
+    c.h.advance(Duration::from_millis(500));
+    let (to, again) = c.h.one();
+    assert_eq!(
+        (to, again.method()),
+        (c.bob_flows[0], Some(&Method::Invite)),
+        "timer A"
+    );
+    c.h.advance(Duration::from_secs(32));
+    let up: Vec<_> =
+        c.h.drain()
+            .into_iter()
+            .filter(|(f, _)| *f == c.alice_flow)
+            .collect();
+    assert_eq!(up.last().unwrap().1.code(), Some(408), "timer B");
+}
+
+#[test]
+fn ringing_without_answer_is_cancelled_by_timer_c() {
+    let mut c = setup(1);
+    let (_, branches) = c.invite("bob");
+    c.answer(&branches[0], 180, "b0");
+    c.h.drain();
+    c.h.advance(Duration::from_secs(181));
+    let out = c.h.drain();
+    let cancel = out
+        .iter()
+        .find(|(_, m)| m.method() == Some(&Method::Cancel))
+        .expect("timer C cancels");
+    assert_eq!(cancel.0, c.bob_flows[0]);
+    c.answer(&branches[0], 487, "b0");
+    let up: Vec<_> =
+        c.h.drain()
+            .into_iter()
+            .filter(|(f, _)| *f == c.alice_flow)
+            .collect();
+    assert_eq!(up[0].1.code(), Some(487));
+}
+
+#[test]
+fn refusals_404_480_403_483() {
+    let mut c = setup(1);
+    let (_, branches) = c.invite("bob");
+    assert_eq!(branches.len(), 1);
+    // 404: no such account.
+    let inv = c.alice.invite("nobody");
+    c.h.send(c.alice_flow, &inv);
+    let challenge = c.h.one().1;
+    let inv = c.alice.authorize(&inv, &challenge);
+    c.h.send(c.alice_flow, &inv);
+    assert_eq!(c.h.one().1.code(), Some(404));
+    // 480: an account with no device.
+    let inv = c.alice.invite("+14155550100");
+    c.h.send(c.alice_flow, &inv);
+    let challenge = c.h.one().1;
+    let inv = c.alice.authorize(&inv, &challenge);
+    c.h.send(c.alice_flow, &inv);
+    assert_eq!(c.h.one().1.code(), Some(480));
+    // 403: another domain (never an open relay), before any challenge.
+    let mut inv = c.alice.invite("bob");
+    inv.set_request_uri("sip:bob@elsewhere.example");
+    c.h.send(c.alice_flow, &inv);
+    assert_eq!(c.h.one().1.code(), Some(403));
+    // 403: from another domain.
+    let mut inv = c.alice.invite("bob");
+    inv.set(HeaderName::From, "<sip:mallory@evil.example>;tag=m");
+    c.h.send(c.alice_flow, &inv);
+    assert_eq!(c.h.one().1.code(), Some(403));
+    // 403: a Route to somewhere else.
+    let mut inv = c.alice.invite("bob");
+    inv.push(HeaderName::Route, "<sip:relay.evil.example;lr>");
+    c.h.send(c.alice_flow, &inv);
+    assert_eq!(c.h.one().1.code(), Some(403));
+    // 483: Max-Forwards exhausted.
+    let mut inv = c.alice.invite("bob");
+    inv.set(HeaderName::MaxForwards, "0");
+    c.h.send(c.alice_flow, &inv);
+    assert_eq!(c.h.one().1.code(), Some(483));
+}
+
+#[test]
+fn loop_back_to_ourselves_is_detected() {
+    let mut c = setup(0);
+    // Bob registers a contact that is the AOR itself: forwarding would loop.
+    let flow = c.h.udp("198.51.100.30:5060");
+    let mut bob = Ua::new("bob", "bob-pw", "10.0.1.9:5060");
+    register(
+        &mut c.h,
+        &mut bob,
+        flow,
+        &[("Contact", &format!("<sip:bob@{DOMAIN}>"))],
+    );
+    let (_, branches) = c.invite("bob");
+    let (to, looped) = branches.into_iter().next().unwrap();
+    assert_eq!(to, flow);
+    // The request comes back to us (as a misconfigured device would send it).
+    c.h.send(c.alice_flow, &looped);
+    assert_eq!(c.h.one().1.code(), Some(482));
+}
+
+#[test]
+fn retransmitted_invite_gets_the_last_response_not_a_new_branch() {
+    let mut c = setup(1);
+    let (inv, branches) = c.invite("bob");
+    c.answer(&branches[0], 180, "b0");
+    c.h.drain();
+    c.h.send(c.alice_flow, &inv);
+    let (to, resent) = c.h.one();
+    assert_eq!((to, resent.code()), (c.alice_flow, Some(180)));
+}
+
+fn assert_no_leaks(h: &mut Harness) {
+    h.advance(Duration::from_secs(400));
+    let open = h.server.open_state();
+    assert_eq!(
+        (
+            open.server_transactions,
+            open.client_transactions,
+            open.dialogs
+        ),
+        (0, 0, 0),
+        "{open:?}"
+    );
+    assert_eq!(open.timers, 1, "only the sweep remains");
+}
