@@ -98,9 +98,9 @@ mod tests {
         assert!(d.touch("c", "B", "A", t0).is_some());
         assert_eq!(d.touch("c", "A", "B", t0).unwrap().caller_tag, "A");
         assert!(d.touch("c", "A", "X", t0).is_none());
-        d.expire(t0 + DIALOG_IDLE);
+        d.expire(t0 + DIALOG_IDLE - Duration::from_secs(1));
         assert_eq!(d.len(), 1, "touched at t0, so it lives until t0 + idle");
-        d.expire(t0 + DIALOG_IDLE + Duration::from_secs(1));
+        d.expire(t0 + DIALOG_IDLE);
         assert_eq!(d.len(), 0);
     }
 }
