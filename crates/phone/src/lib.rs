@@ -1,0 +1,6 @@
+//! natter's client engine: SIP user agent, ICE (via str0m), a TURN client and
+//! DTLS-SRTP voice.
+
+#![forbid(unsafe_code)]
+
+pub mod turn_client;
