@@ -106,6 +106,21 @@ fn check_available() -> Result<(), String> {
         .map_err(|err| format!("cannot delete a network namespace: {err}"))
 }
 
+/// Tells whether link impairment can run here: the lab itself plus a TUN device
+/// (`/dev/net/tun`, kernel module `tun`).
+pub fn impairment_available() -> Result<(), String> {
+    lab_available()?;
+    if std::path::Path::new("/dev/net/tun").exists() {
+        Ok(())
+    } else {
+        Err(
+            "link impairment needs /dev/net/tun (load the `tun` kernel module, or pass \
+             --device /dev/net/tun to the container)"
+                .to_owned(),
+        )
+    }
+}
+
 /// Reads the effective uid from /proc (no `unsafe` needed).
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")

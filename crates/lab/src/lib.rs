@@ -29,7 +29,7 @@ mod process;
 mod skip;
 mod topology;
 
-pub use cmd::lab_available;
+pub use cmd::{impairment_available, lab_available};
 pub use error::{Error, Result};
 pub use impair::{ImpairedLink, Impairment, LinkStats};
 pub use process::LabProcess;

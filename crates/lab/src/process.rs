@@ -158,6 +158,14 @@ impl LabProcess {
         }
     }
 
+    /// Sends SIGTERM (a polite stop, to test clean shutdown); see [`LabProcess::wait_timeout`].
+    pub fn terminate(&mut self) -> Result<()> {
+        if self.try_status()?.is_none() {
+            crate::cmd::run("kill", &["-TERM", &self.child.id().to_string()])?;
+        }
+        Ok(())
+    }
+
     /// Sends SIGKILL (if still running) and reaps the process.
     pub fn kill(&mut self) {
         if self.status.is_none() {
@@ -319,6 +327,27 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn terminate_sends_sigterm() {
+        let mut process = plain(
+            "sh",
+            &[
+                "-c",
+                "trap 'echo bye; exit 7' TERM; echo up; while :; do sleep 0.05; done",
+            ],
+        );
+        process
+            .wait_for_output("up", Duration::from_secs(5))
+            .unwrap();
+        process.terminate().unwrap();
+        let status = process
+            .wait_timeout(Duration::from_secs(5))
+            .unwrap()
+            .expect("ended");
+        assert_eq!(status.code(), Some(7));
+        assert!(process.stdout().contains("bye"));
     }
 
     #[test]

@@ -330,7 +330,9 @@ fn parse_stream(out: &str) -> (u32, f64, f64, u32) {
 
 #[test]
 fn impaired_link_adds_delay_jitter_and_loss() {
-    require_lab!("impaired_link_adds_delay_jitter_and_loss");
+    if let Err(why) = natter_lab::impairment_available() {
+        return natter_lab::skip("impaired_link_adds_delay_jitter_and_loss", &why);
+    }
     let mut lab = Lab::new("impair").unwrap();
     let nat = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
     let client = lab.add_host_behind(&nat).unwrap();
