@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 mod accounts;
+mod bindings;
 mod id;
 
 use std::path::Path;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::Connection;
 
 pub use accounts::{generate_password, DigestKeys, ImportReport};
+pub use bindings::StoredBinding;
 pub use id::{AccountId, IdError};
 
 /// Errors from the store. Messages name the cause and the fix.
