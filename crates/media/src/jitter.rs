@@ -126,7 +126,7 @@ pub struct JitterStats {
     pub duplicate: u64,
     /// Packets dropped because the buffer was full.
     pub overflow: u64,
-    /// Packets never received whose slot was played out.
+    /// Packets whose slot was played out without them (lost, or later than the target delay).
     pub lost: u64,
     /// Playout restarts after a timestamp or sequence jump.
     pub resyncs: u64,
@@ -138,6 +138,9 @@ pub struct JitterStats {
     pub silence: Duration,
     /// Time dropped to shrink the delay (frames and shortened silences).
     pub shrunk: Duration,
+    /// Time concealed while waiting for a missing packet to grow the delay
+    /// (included in `concealed`).
+    pub held: Duration,
     /// Current target delay.
     pub target_delay: Duration,
     /// Playout delay of the last frame played (above the fastest arrival).
@@ -459,6 +462,11 @@ impl JitterBuffer {
         match self.slot(cursor) {
             Slot::Present => self.play_present(now),
             Slot::DtxGap { until } => self.play_dtx(now, cursor, until),
+            Slot::Lost { .. } if self.delay_of(now, cursor.ts) < self.target_ticks() => {
+                // Below target the missing packet may still come (reordering): wait for it.
+                self.stats.held += ticks_to_dur(self.frame_ticks, self.config.clock_rate);
+                Playout::Conceal { ticks: tick32(self.frame_ticks) }
+            }
             Slot::Lost { seq, ts } => self.play_lost(cursor, seq, ts),
             Slot::Unknown => self.play_unknown(now, cursor),
         }
@@ -498,7 +506,7 @@ impl JitterBuffer {
         let rested = self
             .last_shrink
             .is_none_or(|t| now.saturating_duration_since(t) >= self.config.shrink_interval);
-        rested && !self.packets.is_empty() && delay > self.target_ticks() + 2 * self.frame_ticks
+        rested && !self.packets.is_empty() && delay > self.target_ticks() + self.frame_ticks
     }
 
     fn play_dtx(&mut self, now: Instant, cursor: Cursor, until: i64) -> Playout {
@@ -573,4 +581,69 @@ fn ticks_to_dur(ticks: i64, clock: u32) -> Duration {
 
 fn tick32(ticks: i64) -> u32 {
     ticks.clamp(0, i64::from(u32::MAX)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn poll_timeout_follows_the_first_packet_and_each_pop() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::new(8_000));
+        assert_eq!(jb.poll_timeout(), None);
+        jb.push(t0, 1, 160, vec![1]);
+        assert_eq!(jb.poll_timeout(), Some(at(t0, 40)));
+        let first = jb.pop(at(t0, 40));
+        assert!(matches!(first, Playout::Frame { seq: 1, ticks: 160, .. }), "{first:?}");
+        assert_eq!(jb.poll_timeout(), Some(at(t0, 60)));
+    }
+
+    #[test]
+    fn silence_before_start_is_not_concealment() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::new(48_000));
+        jb.push(t0, 7, 0, vec![]);
+        assert_eq!(jb.pop(at(t0, 5)), Playout::ComfortSilence { ticks: 960 });
+        assert_eq!(jb.stats().concealed, Duration::ZERO);
+        assert!(matches!(jb.pop(at(t0, 45)), Playout::Frame { seq: 7, .. }));
+    }
+
+    #[test]
+    fn overflow_keeps_the_newest_packets() {
+        let t0 = Instant::now();
+        let config = JitterConfig { capacity: 5, ..JitterConfig::new(48_000) };
+        let mut jb = JitterBuffer::new(config);
+        for i in 0..10u16 {
+            jb.push(at(t0, u64::from(i)), i, u32::from(i) * 960, vec![]);
+        }
+        assert_eq!(jb.len(), 5);
+        assert_eq!(jb.stats().overflow, 5);
+        // Packets 0–4 are gone; playout starts at 5 (or 6, if it drops one to cut the delay).
+        let first = jb.pop(at(t0, 400));
+        assert!(matches!(first, Playout::Frame { seq: 5 | 6, .. }), "{first:?}");
+    }
+
+    #[test]
+    fn hostile_input_never_panics_and_always_yields_audio() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(99);
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::new(48_000));
+        for step in 0..5_000u64 {
+            let now = at(t0, step * 5);
+            if rng.gen_bool(0.7) {
+                jb.push(now, rng.gen(), rng.gen(), vec![0; rng.gen_range(0..4)]);
+            }
+            if step % 4 == 0 {
+                let ticks = jb.pop(now).ticks();
+                assert!(ticks > 0 && ticks <= 48_000 * 120 / 1000, "ticks {ticks}");
+            }
+        }
+        assert!(jb.len() <= 100);
+    }
 }
