@@ -1,17 +1,92 @@
-//! STUN/TURN listeners (driver). Owned by the TURN work; see `natter_turn`.
+//! STUN/TURN listeners: the tokio driver around [`natter_turn::server::Server`].
 //!
-//! PLACEHOLDER written by the lead so `serve` compiles while the driver is
-//! being built: the owner of this file replaces `start` and `http_routes`
-//! with the real driver (same signatures).
+//! * UDP on `--turn`: two `SO_REUSEPORT` sockets (one per core on this 2-core
+//!   target) so the kernel spreads clients over both; with `--stun-alt`, three
+//!   more sockets for RFC 5780 (primary IP/alt port, alt IP/primary port, alt IP/port).
+//! * TCP on `--turn` and TLS on `--turns`: STUN and padded ChannelData framed
+//!   by the header length; garbage closes that connection only; per-connection
+//!   buffers are bounded; idle connections time out.
+//! * One UDP socket per allocation on `--relay-ip`, port from `--relay-ports`.
+//!
+//! The core sits behind one mutex, held only for the in-memory work of one packet.
+//! Account keys are read from the store off the core lock (see
+//! [`natter_turn::server`]): the core tells which user it lacks, the driver
+//! looks the keys up on a blocking thread, hands them in, and the core caches them.
+
+mod driver;
+mod http;
+mod relays;
+mod stream;
+mod udp;
+
+use std::net::{IpAddr, SocketAddr};
+
+use natter_turn::server::{PeerPolicy, ServerConfig};
+
+use crate::{Listening, ServeError, Shared};
+
+pub use driver::TurnHandle;
 
 /// Bind this service's listeners and spawn their tasks.
-pub async fn start(shared: &crate::Shared) -> Result<Vec<crate::Listening>, crate::ServeError> {
-    let _ = shared;
-    Ok(Vec::new())
+pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
+    start_with(shared, |c| c).await.map(|(l, _)| l)
+}
+
+/// Like [`start`], with a hook to adjust the core's settings (quotas, rates)
+/// and a handle for tests and benchmarks.
+pub async fn start_with(
+    shared: &Shared,
+    tune: impl FnOnce(ServerConfig) -> ServerConfig,
+) -> Result<(Vec<Listening>, TurnHandle), ServeError> {
+    let cfg = &shared.config;
+    let Some(primary) = cfg.turn.or(cfg.turns) else {
+        return Ok((Vec::new(), TurnHandle::disabled()));
+    };
+    let relay_ip = relay_ip(cfg.relay_ip, primary.ip());
+    let core_cfg = tune(core_config(shared, primary)?);
+    driver::start(shared, core_cfg, relay_ip).await
 }
 
 /// HTTP routes this service adds to the HTTPS listener.
-pub fn http_routes(shared: &crate::Shared) -> axum::Router {
-    let _ = shared;
-    axum::Router::new()
+pub fn http_routes(shared: &Shared) -> axum::Router {
+    http::routes(shared)
+}
+
+fn core_config(shared: &Shared, primary: SocketAddr) -> Result<ServerConfig, ServeError> {
+    let cfg = &shared.config;
+    let bad = |e: natter_turn::StunError| ServeError::Io {
+        context: "TURN settings".into(),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
+    };
+    let mut c = ServerConfig::new(&cfg.domain, primary)
+        .set_rest_secret(&shared.turn_secret)
+        .map_err(bad)?
+        .set_peer_policy(PeerPolicy::allowing(cfg.allow_peer.clone()));
+    if let Some(ip) = cfg.public_ip {
+        c = c.set_public_ip(ip);
+    }
+    if let Some(alt) = cfg.stun_alt {
+        c = c.set_alternate(alt).map_err(bad)?;
+    }
+    Ok(c)
+}
+
+/// `--relay-ip`, else the `--turn` IP, else the address the default route uses
+/// (a UDP `connect` sends nothing), else loopback.
+fn relay_ip(configured: Option<IpAddr>, listen: IpAddr) -> IpAddr {
+    if let Some(ip) = configured {
+        return ip;
+    }
+    if !listen.is_unspecified() {
+        return listen;
+    }
+    let probe = || -> std::io::Result<IpAddr> {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        s.connect("192.0.2.1:9")?;
+        Ok(s.local_addr()?.ip())
+    };
+    match probe() {
+        Ok(ip) if !ip.is_unspecified() => ip,
+        _ => IpAddr::from([127, 0, 0, 1]),
+    }
 }
