@@ -97,16 +97,22 @@ fn stream(args: &[String]) {
     let start = Instant::now();
     let mut sent_at = Vec::new();
     let mut arrivals: Vec<(u32, Duration)> = Vec::new();
-    let end = Duration::from_millis(interval * u64::from(count) + 1500);
     let mut buf = [0u8; 256];
-    while start.elapsed() < end {
-        let next = sent_at.len() as u32;
-        if next < count && start.elapsed() >= Duration::from_millis(interval * u64::from(next)) {
+    let tail = Duration::from_millis(500);
+    loop {
+        // Send everything due (in a burst if this loop was slow), then wait for answers.
+        while sent_at.len() < count as usize
+            && start.elapsed() >= Duration::from_millis(interval * sent_at.len() as u64)
+        {
+            let seq = sent_at.len();
             // Taken before sending: a descheduled sender can only make the RTT look longer.
             sent_at.push(start.elapsed());
             socket
-                .send_to(next.to_string().as_bytes(), target.as_str())
+                .send_to(seq.to_string().as_bytes(), target.as_str())
                 .unwrap();
+        }
+        if sent_at.len() == count as usize && start.elapsed() >= sent_at[sent_at.len() - 1] + tail {
+            break;
         }
         if let Ok((len, _)) = socket.recv_from(&mut buf) {
             let text = String::from_utf8_lossy(&buf[..len]).into_owned();
@@ -386,4 +392,27 @@ fn impaired_link_adds_delay_jitter_and_loss() {
     let (received, min_rtt, _, _) = parse_stream(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(received, 100, "impairment lifted");
     assert!(min_rtt < 10.0, "no delay any more: {min_rtt}");
+
+    link.stop();
+    let (received, min_rtt, _, _) = parse_stream(&String::from_utf8_lossy(
+        &helper(&client, "stream", &args)
+            .finish(Duration::from_secs(30))
+            .unwrap()
+            .stdout,
+    ));
+    assert_eq!(
+        (received, min_rtt < 10.0),
+        (100, true),
+        "stopped: plain forwarding again"
+    );
+    let cut = Impairment::none().with_loss(1.0);
+    let again = lab.impair_nat_link(&nat, cut, Impairment::none()).unwrap();
+    let out = helper(&client, "stream", &args)
+        .finish(Duration::from_secs(30))
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("received 0 "),
+        "re-impaired with 100 % loss"
+    );
+    assert_eq!(again.stats().up.dropped, 100, "{:?}", again.stats());
 }

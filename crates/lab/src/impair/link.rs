@@ -44,6 +44,8 @@ pub struct LinkStats {
 #[derive(Debug)]
 struct Shared {
     name: String,
+    core: String,
+    id: u8,
     stop: AtomicBool,
     up: Direction,
     down: Direction,
@@ -74,6 +76,8 @@ impl ImpairedLink {
         }
         let shared = Arc::new(Shared {
             name: format!("{core}/{iface}"),
+            core: core.to_owned(),
+            id,
             stop: AtomicBool::new(false),
             up: Direction {
                 config: Mutex::new(up),
@@ -116,14 +120,29 @@ impl ImpairedLink {
         }
     }
 
-    /// Stops the router threads (their TUN devices disappear, and with them the routes,
-    /// so the link is cut, not restored). The lab calls this on drop.
+    /// Stops impairing: the router threads end, their TUN devices and routing rules go,
+    /// and the link forwards normally again (it can be impaired anew). The lab calls this
+    /// on drop.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Relaxed);
         let threads = std::mem::take(&mut *lock(&self.shared.threads));
+        if threads.is_empty() {
+            return; // already stopped
+        }
         for thread in threads {
             let _ = thread.join();
         }
+        // The TUNs (and the routes through them) went away with the threads' files; the
+        // rules would only point at empty tables, but remove them so the link can be
+        // impaired again.
+        let id = u32::from(self.shared.id);
+        for prio in [100 + id, 1000 + id, 2000 + id] {
+            let _ = ip_in(
+                &self.shared.core,
+                &["rule", "del", "prio", &prio.to_string()],
+            );
+        }
+        tracing::info!(link = %self.shared.name, "impairment removed");
     }
 
     fn set(&self, direction: &Direction, config: Impairment) -> Result<()> {
