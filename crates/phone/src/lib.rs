@@ -3,4 +3,5 @@
 
 #![forbid(unsafe_code)]
 
+pub mod sip;
 pub mod turn_client;
