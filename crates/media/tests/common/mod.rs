@@ -2,3 +2,5 @@
 #![allow(dead_code)]
 
 pub mod net;
+pub mod oggopus;
+pub mod speech;
