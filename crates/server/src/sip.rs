@@ -1,17 +1,111 @@
-//! SIP listeners (driver). Owned by the signaling work; see `natter_sip`.
+//! SIP listeners: the tokio driver around [`natter_sip::Server`].
 //!
-//! PLACEHOLDER written by the lead so `serve` compiles while the driver is
-//! being built: the owner of this file replaces `start` and `http_routes`
-//! with the real driver (same signatures).
+//! * One core task owns the sans-IO server. It reads the UDP socket itself
+//!   (the hot path: no channel hop), and gets stream frames, connection
+//!   open/close notices and WebSocket messages over one bounded channel.
+//! * TCP on `--sip` and TLS on `--sips`: one task per connection cuts the
+//!   stream into messages ([`natter_sip::frame::Framer`]), answers CRLF
+//!   keepalives, and writes what the core sends through a bounded queue.
+//! * WebSocket (RFC 7118, subprotocol `sip`) at `/sip` on the HTTPS listener.
+//! * Bindings are written to the store behind the registrar, batched once a
+//!   second ([`persist`]), and loaded back at start.
+
+mod accounts;
+mod core;
+mod persist;
+mod stream;
+mod ws;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use natter_sip::{Server, ServerConfig};
+use tokio::net::{TcpListener, UdpSocket};
+
+use crate::{Listening, ServeError, Shared};
+
+pub(crate) use self::core::ToCore;
 
 /// Bind this service's listeners and spawn their tasks.
-pub async fn start(shared: &crate::Shared) -> Result<Vec<crate::Listening>, crate::ServeError> {
-    let _ = shared;
-    Ok(Vec::new())
+pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
+    let cfg = core_config(&shared.config);
+    let accounts = accounts::StoreAccounts::new(shared.store.clone(), &shared.config.domain);
+    let mut server = Server::new(cfg, Box::new(accounts), Instant::now());
+    persist::restore(&shared.store, &mut server);
+
+    let mut listening = Vec::new();
+    let udp = match shared.config.sip {
+        Some(addr) => {
+            let socket = bind_udp(addr).map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
+            let bound = socket.local_addr().map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
+            listening.push(Listening { service: "SIP", transport: "udp", addr: bound });
+            Some(Arc::new(socket))
+        }
+        None => None,
+    };
+    let (to_core, from_streams) = tokio::sync::mpsc::channel(4096);
+    if let (Some(addr), Some(udp)) = (shared.config.sip, &udp) {
+        // TCP on the same port as UDP (matters when port 0 was asked for).
+        let port = udp.local_addr().map(|a| a.port()).unwrap_or(addr.port());
+        let tcp_addr = SocketAddr::new(addr.ip(), port);
+        let listener = TcpListener::bind(tcp_addr).await.map_err(|e| ServeError::bind("--sip", "tcp", tcp_addr, e))?;
+        let bound = listener.local_addr().map_err(|e| ServeError::bind("--sip", "tcp", tcp_addr, e))?;
+        listening.push(Listening { service: "SIP", transport: "tcp", addr: bound });
+        tokio::spawn(stream::accept_loop(listener, None, to_core.clone(), shared.shutdown.clone()));
+    }
+    if let Some(addr) = shared.config.sips {
+        let listener = TcpListener::bind(addr).await.map_err(|e| ServeError::bind("--sips", "tls", addr, e))?;
+        let bound = listener.local_addr().map_err(|e| ServeError::bind("--sips", "tls", addr, e))?;
+        listening.push(Listening { service: "SIP", transport: "tls", addr: bound });
+        let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.clone());
+        tokio::spawn(stream::accept_loop(listener, Some(acceptor), to_core.clone(), shared.shutdown.clone()));
+    }
+    ws::register(shared, to_core);
+    let persist = persist::spawn(shared.store.clone(), shared.shutdown.clone());
+    tokio::spawn(core::run(server, udp, from_streams, persist, shared.shutdown.clone()));
+    Ok(listening)
 }
 
-/// HTTP routes this service adds to the HTTPS listener.
-pub fn http_routes(shared: &crate::Shared) -> axum::Router {
-    let _ = shared;
-    axum::Router::new()
+/// HTTP routes this service adds to the HTTPS listener: WebSocket SIP at `/sip`.
+pub fn http_routes(shared: &Shared) -> axum::Router {
+    ws::routes(shared)
+}
+
+/// The core's settings from the server configuration.
+fn core_config(config: &crate::Config) -> ServerConfig {
+    let mut cfg = ServerConfig::new(&config.domain);
+    let mut aliases: Vec<String> = vec!["127.0.0.1".into(), "::1".into()];
+    if config.domain == "localhost" {
+        aliases.push("localhost".into());
+    }
+    for addr in [config.sip, config.sips].into_iter().flatten() {
+        if !addr.ip().is_unspecified() {
+            aliases.push(addr.ip().to_string());
+        }
+    }
+    if let Some(ip) = config.public_ip {
+        aliases.push(ip.to_string());
+        cfg.advertise = Some(host_of(ip));
+    }
+    cfg.aliases = aliases;
+    cfg
+}
+
+fn host_of(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// A UDP socket with large buffers (bursts of registrations).
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }

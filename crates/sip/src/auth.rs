@@ -86,6 +86,7 @@ pub struct Digest {
     ttl: Duration,
     serial: u64,
     slots: Vec<(u64, u32)>,
+    sha256_first: bool,
 }
 
 impl Digest {
@@ -107,6 +108,7 @@ impl Digest {
             ttl,
             serial: 0,
             slots: vec![(u64::MAX, 0); slots.max(1)],
+            sha256_first: false,
         }
     }
 
@@ -115,7 +117,8 @@ impl Digest {
         &self.realm
     }
 
-    /// Challenge header values (SHA-256 first, then MD5, RFC 8760 §2.4).
+    /// Challenge header values for both algorithms, in the order set by
+    /// [`Digest::set_sha256_first`].
     pub fn challenge(&mut self, now: Instant, stale: bool) -> [String; 2] {
         let nonce = self.nonce(now);
         let stale = if stale { ", stale=true" } else { "" };
@@ -125,7 +128,18 @@ impl Digest {
                 self.realm
             )
         };
-        [one("SHA-256"), one("MD5")]
+        if self.sha256_first {
+            [one("SHA-256"), one("MD5")]
+        } else {
+            [one("MD5"), one("SHA-256")]
+        }
+    }
+
+    /// Offer SHA-256 before MD5 (RFC 8760 §2.4 order of preference). Off by
+    /// default: many deployed clients (sipp 3.6 among them) answer only the
+    /// first challenge and fail when it is not MD5.
+    pub fn set_sha256_first(&mut self, yes: bool) {
+        self.sha256_first = yes;
     }
 
     /// Check credentials for a request `method`. `keys` is `None` for an

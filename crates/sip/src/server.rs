@@ -69,6 +69,9 @@ pub struct ServerConfig {
     pub t1: Duration,
     /// Longest retransmit interval for non-INVITE requests, T2. Default 4 s.
     pub t2: Duration,
+    /// Offer SHA-256 before MD5 in challenges. Default false (see
+    /// [`crate::auth::Digest::set_sha256_first`]).
+    pub sha256_first: bool,
     /// Key for nonces and tags. Default: random.
     pub secret: [u8; 32],
     /// Seed for branch ids and tags. Default: random.
@@ -94,6 +97,7 @@ impl ServerConfig {
             timer_c: Duration::from_secs(180),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
+            sha256_first: false,
             secret: rng.gen(),
             seed: rng.gen(),
         }
@@ -102,6 +106,7 @@ impl ServerConfig {
 
 /// Things the driver may want to act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The bindings of an account changed (persist them; empty = removed).
     BindingsChanged {

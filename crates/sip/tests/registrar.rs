@@ -22,7 +22,7 @@ fn register_with_digest_stores_the_flow_and_reports_it() {
         .headers_named(&HeaderName::WwwAuthenticate)
         .collect();
     assert_eq!(offered.len(), 2);
-    assert!(offered[0].contains("algorithm=SHA-256") && offered[1].contains("algorithm=MD5"));
+    assert!(offered[0].contains("algorithm=MD5") && offered[1].contains("algorithm=SHA-256"));
     assert!(h.events().is_empty());
 
     let req = ua.authorize(&req, &challenge);

@@ -50,8 +50,10 @@ fn both_algorithms_accept_the_right_password_once_per_nc() {
     let keys = DigestKeys::derive("alice", REALM, "pw");
     for alg in [Algorithm::Sha256, Algorithm::Md5] {
         let mut d = digest(t0);
-        let [sha, md5] = d.challenge(t0, false);
+        let [md5, sha] = d.challenge(t0, false);
         assert!(sha.contains("algorithm=SHA-256") && md5.contains("algorithm=MD5"));
+        d.set_sha256_first(true);
+        assert!(d.challenge(t0, false)[0].contains("algorithm=SHA-256"));
         let nonce = nonce_of(&sha);
         let c1 = answer(alg, "alice", "pw", &nonce, 1);
         assert_eq!(d.verify(t0, "REGISTER", &c1, Some(&keys)), Verdict::Ok);

@@ -1,0 +1,130 @@
+//! The core task: owns the sans-IO [`Server`], reads UDP directly, takes
+//! stream and WebSocket traffic from a channel, fires timers, sends.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use natter_sip::flow::{ConnId, Flow, Input, Transport};
+use natter_sip::{Event, Server};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::Shutdown;
+
+/// Messages from connection tasks to the core.
+#[derive(Debug)]
+pub(crate) enum ToCore {
+    /// A connection opened; `tx` writes to it.
+    Opened { conn: ConnId, tx: mpsc::Sender<Vec<u8>> },
+    /// One SIP message from a stream or WebSocket connection.
+    Frame { flow: Flow, bytes: Vec<u8> },
+    /// The connection is gone.
+    Closed { conn: ConnId },
+}
+
+/// Datagrams read per wake-up before timers and channels get a turn.
+const UDP_BATCH: usize = 64;
+
+pub(crate) async fn run(
+    mut server: Server,
+    udp: Option<Arc<UdpSocket>>,
+    mut rx: mpsc::Receiver<ToCore>,
+    persist: mpsc::UnboundedSender<Event>,
+    mut shutdown: Shutdown,
+) {
+    let mut conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    let udp_local = udp.as_ref().and_then(|u| u.local_addr().ok());
+    loop {
+        let wake = server.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.wait() => break,
+            r = recv(udp.as_deref(), &mut buf) => {
+                if let (Ok((n, remote)), Some(local)) = (r, udp_local) {
+                    let input = Input { transport: Transport::Udp, local, remote, conn_id: None, bytes: &buf[..n] };
+                    server.handle_input(Instant::now(), input);
+                    drain_udp(&mut server, udp.as_deref(), local, &mut buf);
+                }
+            }
+            m = rx.recv() => match m {
+                Some(m) => on_message(&mut server, &mut conns, m),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(wake.into()) => server.handle_timeout(Instant::now()),
+        }
+        flush(&mut server, udp.as_deref(), &conns, &persist).await;
+    }
+}
+
+async fn recv(udp: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, std::net::SocketAddr)> {
+    match udp {
+        Some(u) => u.recv_from(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Read whatever else is already queued on the socket, without waiting.
+fn drain_udp(server: &mut Server, udp: Option<&UdpSocket>, local: std::net::SocketAddr, buf: &mut [u8]) {
+    let Some(udp) = udp else { return };
+    for _ in 0..UDP_BATCH {
+        match udp.try_recv_from(buf) {
+            Ok((n, remote)) => {
+                let input = Input { transport: Transport::Udp, local, remote, conn_id: None, bytes: &buf[..n] };
+                server.handle_input(Instant::now(), input);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+fn on_message(server: &mut Server, conns: &mut HashMap<ConnId, mpsc::Sender<Vec<u8>>>, m: ToCore) {
+    match m {
+        ToCore::Opened { conn, tx } => {
+            conns.insert(conn, tx);
+        }
+        ToCore::Frame { flow, bytes } => {
+            let input = Input { transport: flow.transport, local: flow.local, remote: flow.remote, conn_id: flow.conn, bytes: &bytes };
+            server.handle_input(Instant::now(), input);
+        }
+        ToCore::Closed { conn } => {
+            conns.remove(&conn);
+            server.handle_connection_closed(conn);
+        }
+    }
+}
+
+async fn flush(
+    server: &mut Server,
+    udp: Option<&UdpSocket>,
+    conns: &HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    persist: &mpsc::UnboundedSender<Event>,
+) {
+    while let Some(t) = server.poll_transmit() {
+        match (t.flow.conn, udp) {
+            (Some(conn), _) => match conns.get(&conn) {
+                // A full queue means a peer that does not read: drop, as UDP would.
+                Some(tx) => {
+                    let _ = tx.try_send(t.bytes);
+                }
+                None => tracing::debug!(conn = conn.0, "connection gone; message dropped"),
+            },
+            (None, Some(udp)) => {
+                if let Err(e) = send_udp(udp, &t.bytes, t.flow.remote).await {
+                    tracing::debug!(remote = %t.flow.remote, error = %e, "udp send failed");
+                }
+            }
+            (None, None) => {}
+        }
+    }
+    while let Some(event) = server.poll_event() {
+        let _ = persist.send(event);
+    }
+}
+
+async fn send_udp(udp: &UdpSocket, bytes: &[u8], to: std::net::SocketAddr) -> std::io::Result<usize> {
+    match udp.try_send_to(bytes, to) {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => udp.send_to(bytes, to).await,
+        other => other,
+    }
+}
