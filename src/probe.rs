@@ -10,6 +10,7 @@
 
 mod classify;
 mod engine;
+mod tcp;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
@@ -86,8 +87,50 @@ pub fn run(options: ProbeOptions) -> anyhow::Result<ProbeReport> {
     let engine = Engine::new(options.timeout, rand::random());
     let report = probe_with(&mut sockets, engine, server, local_address, options.timeout);
     sockets.stop();
-    report
+    report.map_err(|err| match err.downcast::<NoAnswer>() {
+        Ok(silent) => explain_silence(silent),
+        Err(other) => other,
+    })
 }
+
+/// No answer over UDP: ask once over TCP to tell "UDP blocked" from "server down".
+fn explain_silence(silent: NoAnswer) -> anyhow::Error {
+    match tcp::binding_over_tcp(silent.server, silent.timeout) {
+        Some(mapped) => anyhow::anyhow!(
+            "no STUN answer over UDP from {} within {} ms ({} requests sent), but the server \
+             answered over TCP and sees you as {mapped}: this network blocks UDP. Calls can \
+             still use natter's TURN relay over TCP or TLS",
+            silent.server,
+            silent.timeout.as_millis(),
+            silent.sends
+        ),
+        None => anyhow::Error::new(silent),
+    }
+}
+
+/// The first test got no answer at all.
+#[derive(Debug)]
+struct NoAnswer {
+    server: SocketAddr,
+    timeout: Duration,
+    sends: u32,
+}
+
+impl fmt::Display for NoAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no STUN answer from {} within {} ms ({} requests sent): the server may be down or \
+             not serving STUN on that port, or this network blocks UDP; check HOST:PORT, or try \
+             from another network",
+            self.server,
+            self.timeout.as_millis(),
+            self.sends
+        )
+    }
+}
+
+impl std::error::Error for NoAnswer {}
 
 /// Moves an [`Engine`]'s datagrams until all its tests have ended: the real sockets, or a
 /// simulated network in the tests.
@@ -249,12 +292,12 @@ fn first_answer(
         Some(Outcome::Refused { code, reason }) => {
             bail!("the STUN server at {server} refused the Binding request ({code} {reason}); is it a STUN server?")
         }
-        _ => bail!(
-            "no STUN answer from {server} within {} ms ({} requests sent): the server may be down or not \
-             serving STUN on that port, or this network blocks UDP; check HOST:PORT, or try from another network",
-            timeout.as_millis(),
-            engine.sends(test)
-        ),
+        _ => Err(NoAnswer {
+            server,
+            timeout,
+            sends: engine.sends(test),
+        }
+        .into()),
     }
 }
 

@@ -147,8 +147,12 @@ fn lab_probe_udp_blocked_fails_clearly() {
     assert!(!out.status.success(), "probe must fail when UDP is blocked");
     let server = format!("{}:3478", lab.server_ips().0);
     assert!(
-        stderr.contains(&server) && stderr.contains("UDP"),
-        "message names the server and UDP: {stderr}"
+        stderr.contains(&server) && stderr.contains("this network blocks UDP"),
+        "message names the server and the cause: {stderr}"
+    );
+    assert!(
+        stderr.contains("answered over TCP") && stderr.contains(&nat.wan_ip().to_string()),
+        "the TCP check proves the server is up: {stderr}"
     );
     assert!(
         out.stdout.is_empty(),
