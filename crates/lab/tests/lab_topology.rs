@@ -416,3 +416,43 @@ fn impaired_link_adds_delay_jitter_and_loss() {
     );
     assert_eq!(again.stats().up.dropped, 100, "{:?}", again.stats());
 }
+
+#[test]
+fn impaired_links_compose_along_a_path() {
+    if let Err(why) = natter_lab::impairment_available() {
+        return natter_lab::skip("impaired_links_compose_along_a_path", &why);
+    }
+    let mut lab = Lab::new("compose").unwrap();
+    let client = lab.add_public_host().unwrap();
+    let (_reflector, targets) = start_reflector(&lab);
+    let ms = Duration::from_millis;
+    let client_link = lab
+        .impair_public_host_link(
+            &client,
+            Impairment::none().with_delay(ms(10), Duration::ZERO),
+            Impairment::none().with_delay(ms(5), Duration::ZERO),
+        )
+        .unwrap();
+    let server_link = lab
+        .impair_server_link(
+            Impairment::none(),
+            Impairment::none().with_delay(ms(20), Duration::ZERO),
+        )
+        .unwrap();
+    let args = vec![targets[0].clone(), "50".to_owned(), "4".to_owned()];
+    let out = helper(&client, "stream", &args)
+        .finish(Duration::from_secs(30))
+        .unwrap();
+    let (received, min_rtt, _, _) = parse_stream(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(received, 50);
+    // 10 (client up) + 20 (server down) + 0 (server up) + 5 (client down) = 35 ms.
+    assert!((35.0..50.0).contains(&min_rtt), "min rtt {min_rtt}");
+    assert_eq!(client_link.stats().up.sent, 50);
+    assert_eq!(
+        server_link.stats().down.sent,
+        50,
+        "the client's packets also crossed the server's link"
+    );
+    assert_eq!(server_link.stats().up.sent, 50);
+    assert_eq!(client_link.stats().down.sent, 50);
+}

@@ -5,8 +5,8 @@
 //! Routing in the core (link `l3` of a NAT whose WAN address is 203.0.113.14):
 //! ```text
 //! prio 100+id : iif id<id>               lookup main        (impaired, going down: deliver)
-//! prio 1000+id: to 203.0.113.14/32       lookup 1300+id -> default dev id<id>
-//! prio 2000+id: iif l3                   lookup 1000+id -> default dev iu<id>
+//! prio 1000+id: iif l3                   lookup 1000+id -> default dev iu<id>
+//! prio 2000+id: to 203.0.113.14/32       lookup 1300+id -> default dev id<id>
 //! ```
 //! Packets written back into `iu<id>` are forwarded by the main table (and may then be
 //! steered into another link's downstream TUN, so impaired links compose).
@@ -22,6 +22,16 @@ use std::time::{Duration, Instant};
 use super::{sys, ImpairStats, Impairer, Impairment};
 use crate::cmd::{ip_in, sysctl_in};
 use crate::{Error, Result};
+
+/// Rule priorities (plus the link id, at most 255): delivery after the downstream TUN
+/// first, then every link's upstream steering, then every link's downstream steering, so a
+/// packet crossing two impaired links goes up through one and down through the other.
+const DELIVER_PRIO: u32 = 100;
+const UP_PRIO: u32 = 1000;
+const DOWN_PRIO: u32 = 2000;
+/// Routing tables (plus the link id): 1000..=1255 upstream, 1300..=1555 downstream.
+const UP_TABLE: u32 = 1000;
+const DOWN_TABLE: u32 = 1300;
 
 /// Longest sleep of a router thread, so it notices `stop` promptly.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
@@ -136,7 +146,7 @@ impl ImpairedLink {
         // rules would only point at empty tables, but remove them so the link can be
         // impaired again.
         let id = u32::from(self.shared.id);
-        for prio in [100 + id, 1000 + id, 2000 + id] {
+        for prio in [DELIVER_PRIO + id, UP_PRIO + id, DOWN_PRIO + id] {
             let _ = ip_in(
                 &self.shared.core,
                 &["rule", "del", "prio", &prio.to_string()],
@@ -224,7 +234,7 @@ fn route_through(
     down_tun: &str,
 ) -> Result<()> {
     let id = u32::from(id);
-    let (up_table, down_table) = ((1000 + id).to_string(), (1300 + id).to_string());
+    let (up_table, down_table) = ((UP_TABLE + id).to_string(), (DOWN_TABLE + id).to_string());
     for tun in [up_tun, down_tun] {
         // IPv4 only: otherwise the kernel's own IPv6 chatter (MLD, router solicitations)
         // would be routed into the TUN and counted as traffic.
@@ -247,45 +257,18 @@ fn route_through(
             &down_table,
         ],
     )?;
-    ip_in(
-        core,
-        &[
-            "rule",
-            "add",
-            "iif",
-            down_tun,
-            "lookup",
-            "main",
-            "prio",
-            &(100 + id).to_string(),
-        ],
-    )?;
-    ip_in(
-        core,
-        &[
-            "rule",
-            "add",
-            "to",
-            destination,
-            "lookup",
-            &down_table,
-            "prio",
-            &(1000 + id).to_string(),
-        ],
-    )?;
-    ip_in(
-        core,
-        &[
-            "rule",
-            "add",
-            "iif",
-            iface,
-            "lookup",
-            &up_table,
-            "prio",
-            &(2000 + id).to_string(),
-        ],
-    )?;
+    let rules = [
+        (DELIVER_PRIO, ["iif", down_tun, "lookup", "main"]),
+        (UP_PRIO, ["iif", iface, "lookup", &up_table]),
+        (DOWN_PRIO, ["to", destination, "lookup", &down_table]),
+    ];
+    for (base, selector) in rules {
+        let prio = (base + id).to_string();
+        let mut args = vec!["rule", "add"];
+        args.extend(selector);
+        args.extend(["prio", &prio]);
+        ip_in(core, &args)?;
+    }
     Ok(())
 }
 
