@@ -28,8 +28,8 @@ pub enum StunError {
     /// The FINGERPRINT attribute does not match the message.
     #[error("FINGERPRINT mismatch: the message was corrupted or is not STUN")]
     FingerprintMismatch,
-    /// The ChannelData channel number is outside 0x4000..=0x4FFF.
-    #[error("channel number {0:#06x} is outside 0x4000-0x4FFF")]
+    /// The ChannelData channel number is outside 0x4000..=0x7FFF.
+    #[error("channel number {0:#06x} is outside 0x4000-0x7FFF")]
     BadChannel(u16),
     /// The message would exceed 65535 bytes of attributes.
     #[error("STUN message too large to encode")]

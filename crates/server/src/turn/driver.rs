@@ -68,8 +68,12 @@ pub(super) async fn start(
         listening.extend(l);
         sockets = socks;
     }
+    // TCP shares the UDP port (which may have been chosen by the OS for port 0).
     let tcp = match conf.turn {
-        Some(addr) => Some(stream::bind("--turn", addr)?),
+        Some(addr) => Some(stream::bind(
+            "--turn",
+            listening.first().map_or(addr, |l: &Listening| l.addr),
+        )?),
         None => None,
     };
     let tls = match conf.turns {

@@ -611,7 +611,7 @@ impl<A: RelayAllocator> Server<A> {
                 source,
                 msg,
                 400,
-                "Channel number outside 0x4000-0x4FFF",
+                "Channel number outside 0x4000-0x7FFF",
                 Some(authed),
                 |_| {},
             );

@@ -2,13 +2,17 @@
 
 use crate::StunError;
 
-/// A channel number in 0x4000..=0x4FFF.
+/// A channel number in 0x4000..=0x7FFF.
+///
+/// RFC 8656 narrowed the range to 0x4000-0x4FFF, but RFC 5766 clients (coturn's
+/// among them) still pick numbers up to 0x7FFE, so the full RFC 5766 range is
+/// accepted: every such number is unambiguous on the wire (first bits 01).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelNumber(u16);
 
 impl ChannelNumber {
     pub const MIN: u16 = 0x4000;
-    pub const MAX: u16 = 0x4FFF;
+    pub const MAX: u16 = 0x7FFF;
 
     pub fn new(n: u16) -> Result<Self, StunError> {
         if (Self::MIN..=Self::MAX).contains(&n) {
@@ -89,7 +93,8 @@ mod tests {
         assert_eq!(ChannelData::decode(&cd.encode(false)).unwrap(), cd);
         assert!(ChannelData::decode(&wire[..7]).is_err());
         assert!(ChannelNumber::new(0x3FFF).is_err());
-        assert!(ChannelNumber::new(0x5000).is_err());
-        assert!(ChannelData::decode(&[0x50, 0, 0, 0]).is_err());
+        assert!(ChannelNumber::new(0x7FFF).is_ok());
+        assert!(ChannelNumber::new(0x8000).is_err());
+        assert!(ChannelData::decode(&[0x80, 0, 0, 0]).is_err());
     }
 }

@@ -1,0 +1,221 @@
+//! Helpers for the STUN/TURN interop tests: an in-process driver on free
+//! loopback ports, coturn's tools, and loud skips when they are missing.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+
+use natter_server::turn::TurnHandle;
+use natter_server::{Config, Listening, Shared, Shutdown, ShutdownTrigger};
+use natter_turn::server::ServerConfig;
+
+pub const SECRET: &str = "interop-secret-0123456789";
+pub const USER: &str = "alice";
+pub const PASSWORD: &str = "wonderland-pw";
+
+/// A running driver; stops when dropped.
+pub struct Turn {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub tls: SocketAddr,
+    pub handle: TurnHandle,
+    pub shared: Shared,
+    _trigger: ShutdownTrigger,
+    _rt: tokio::runtime::Runtime,
+    _dir: TempDir,
+}
+
+pub struct TempDir(pub PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Is `tool` installed? If not, print the loud skip line.
+pub fn have(tool: &str) -> bool {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        println!("SKIPPED: {tool} is not installed (apt-get install coturn); this interop test did not run");
+        eprintln!("SKIPPED: {tool} is not installed (apt-get install coturn); this interop test did not run");
+    }
+    ok
+}
+
+/// Start the driver on 127.0.0.1 with free ports.
+pub fn start(
+    allow_loopback: bool,
+    tune: impl FnOnce(ServerConfig) -> ServerConfig + Send + 'static,
+) -> Turn {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "natter-turn-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir(dir);
+    let store = natter_store::Store::open_in_memory().unwrap();
+    store.ensure_realm("localhost").unwrap();
+    store
+        .add_account(&natter_store::AccountId::parse(USER).unwrap(), PASSWORD)
+        .unwrap();
+    let data = natter_server::data::DataDir::new(&dir.0);
+    data.create().unwrap();
+    let tls = natter_server::tls::load_or_create(&data, "localhost").unwrap();
+    let (trigger, shutdown) = Shutdown::new();
+    let config = Config {
+        data: dir.0.clone(),
+        turn: Some("127.0.0.1:0".parse().unwrap()),
+        turns: Some("127.0.0.1:0".parse().unwrap()),
+        relay_ip: Some("127.0.0.1".parse().unwrap()),
+        relay_ports: (20000, 60000),
+        allow_peer: if allow_loopback {
+            vec!["127.0.0.0/8".parse().unwrap()]
+        } else {
+            vec![]
+        },
+        ..Config::default()
+    };
+    let shared = Shared {
+        config: Arc::new(config),
+        store,
+        tls,
+        turn_secret: SECRET.into(),
+        shutdown,
+    };
+    let (listening, handle) = rt
+        .block_on(natter_server::turn::start_with(&shared, tune))
+        .expect("driver starts");
+    let find = |t: &str| {
+        listening
+            .iter()
+            .find(|l: &&Listening| l.transport == t)
+            .unwrap()
+            .addr
+    };
+    Turn {
+        udp: find("udp"),
+        tcp: find("tcp"),
+        tls: find("tls"),
+        handle,
+        shared,
+        _trigger: trigger,
+        _rt: rt,
+        _dir: dir,
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64
+}
+
+/// A free UDP port on loopback (bound and released).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// coturn's echo peer on a free port; killed when dropped.
+pub struct Peer {
+    pub port: u16,
+    child: Child,
+}
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn peer() -> Peer {
+    let port = free_udp_port();
+    let child = Command::new("turnutils_peer")
+        .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("turnutils_peer starts");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Peer { port, child }
+}
+
+/// Run turnutils_uclient with `args` against `server_port`, to peer `peer_port`.
+pub fn uclient(args: &[&str], server_port: u16, peer_port: u16) -> Output {
+    let mut cmd = Command::new("timeout");
+    cmd.arg("60").arg("turnutils_uclient").args(args);
+    cmd.args([
+        "-p",
+        &server_port.to_string(),
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer_port.to_string(),
+        "127.0.0.1",
+    ]);
+    cmd.output().expect("turnutils_uclient runs")
+}
+
+/// (sent, received, lost) from uclient's closing lines.
+pub fn totals(out: &Output) -> (u64, u64, Option<u64>) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut sent = 0;
+    let mut recv = 0;
+    let mut lost = None;
+    for line in text.lines() {
+        if let Some(i) = line.find("tot_send_msgs=") {
+            let rest = &line[i + 14..];
+            sent = rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap_or("0")
+                .parse()
+                .unwrap_or(0);
+            if let Some(j) = rest.find("tot_recv_msgs=") {
+                recv = rest[j + 14..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap_or("0")
+                    .parse()
+                    .unwrap_or(0);
+            }
+        }
+        if let Some(i) = line.find("Total lost packets ") {
+            lost = line[i + 19..]
+                .split_whitespace()
+                .next()
+                .and_then(|n| n.parse().ok());
+        }
+    }
+    (sent, recv, lost)
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
