@@ -1,0 +1,674 @@
+//! One call's media transport: str0m's ICE agent, DTLS-SRTP and RTP, with our
+//! TURN client feeding it a relay candidate. Sans-IO.
+//!
+//! All UDP goes through one socket: the host candidate, the server-reflexive
+//! candidate the TURN server reports, and the TURN traffic itself. The driver
+//! hands datagrams from the TURN server to [`MediaSession::handle_turn`] (or, for
+//! TURN over TCP/TLS, the stream frames) and every other datagram to
+//! [`MediaSession::handle_udp`].
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use natter_media::Codec;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec as RtcCodec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+
+use crate::turn_client::{TurnClient, TurnConfig, TurnEvent};
+use crate::PhoneError;
+
+/// Media settings for one call.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// The media socket's address with a specific IP (the host candidate).
+    pub host: SocketAddr,
+    /// The TURN server and our credentials; `None`: no relay, no srflx.
+    pub turn: Option<TurnConfig>,
+    /// Offer only the relay candidate.
+    pub force_relay: bool,
+    /// Codecs in order of preference. Default Opus, PCMU, PCMA.
+    pub codecs: Vec<Codec>,
+    /// How long to wait for the TURN allocation before offering without it. Default 2 s.
+    pub gather_timeout: Duration,
+}
+
+impl MediaConfig {
+    pub fn new(host: SocketAddr, turn: Option<TurnConfig>) -> Self {
+        MediaConfig {
+            host,
+            turn,
+            force_relay: false,
+            codecs: vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
+            gather_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A datagram or stream frame to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaOut {
+    /// From the media socket to `to`.
+    Udp { to: SocketAddr, bytes: Vec<u8> },
+    /// To the TURN server over its transport (the media socket for UDP).
+    Turn(Vec<u8>),
+}
+
+/// ICE candidate types, as in the stats file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandidateType {
+    Host,
+    Srflx,
+    Prflx,
+    Relay,
+}
+
+impl CandidateType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CandidateType::Host => "host",
+            CandidateType::Srflx => "srflx",
+            CandidateType::Prflx => "prflx",
+            CandidateType::Relay => "relay",
+        }
+    }
+
+    fn of(kind: CandidateKind) -> Self {
+        match kind {
+            CandidateKind::Host => CandidateType::Host,
+            CandidateKind::ServerReflexive => CandidateType::Srflx,
+            CandidateKind::PeerReflexive => CandidateType::Prflx,
+            CandidateKind::Relayed => CandidateType::Relay,
+        }
+    }
+}
+
+/// The pair ICE chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PathInfo {
+    /// True when either side is a relay candidate.
+    pub relayed: bool,
+    pub local: CandidateType,
+    pub remote: CandidateType,
+    pub local_addr: SocketAddr,
+    pub remote_addr: SocketAddr,
+}
+
+impl PathInfo {
+    pub fn path_str(&self) -> &'static str {
+        if self.relayed {
+            "relay"
+        } else {
+            "direct"
+        }
+    }
+}
+
+/// What the session reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// Candidates are ready: make or answer the offer now.
+    Gathered,
+    /// ICE and DTLS are up; voice can flow.
+    Connected,
+    /// The nominated pair changed or became known.
+    Path(PathInfo),
+    /// ICE lost the path (consent failed).
+    Disconnected,
+    /// A voice frame from the far end.
+    Voice {
+        seq: u16,
+        rtp_ts: u32,
+        payload: Vec<u8>,
+    },
+    /// Periodic transport stats.
+    Stats(TransportStats),
+}
+
+/// Transport figures from str0m's stats events.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TransportStats {
+    pub rtt: Option<Duration>,
+    /// Incoming loss since the previous stats event (0..1).
+    pub ingress_loss: Option<f32>,
+    /// RTP interarrival jitter in clock ticks.
+    pub jitter_ticks: u32,
+    pub packets_received: u64,
+    pub packets_sent: u64,
+}
+
+/// The media session of one call.
+pub struct MediaSession {
+    cfg: MediaConfig,
+    rtc: Rtc,
+    turn: Option<TurnClient>,
+    relay: Option<SocketAddr>,
+    gathered: bool,
+    gather_deadline: Instant,
+    pending_offer: Option<SdpPendingOffer>,
+    mid: Option<Mid>,
+    send: Option<(Pt, Codec)>,
+    remote: Vec<(SocketAddr, CandidateType)>,
+    rtc_timeout: Instant,
+    out: VecDeque<MediaOut>,
+    events: VecDeque<MediaEvent>,
+    stats: TransportStats,
+    connected: bool,
+    /// The (local, remote) of the last DTLS/RTP datagram: the nominated pair.
+    last_pair: Option<(SocketAddr, SocketAddr)>,
+    /// Counts SRTP/RTP packets str0m refused or ignored is not exposed; we count what it accepted.
+    pub(crate) rtc_errors: u64,
+}
+
+impl MediaSession {
+    /// Start gathering: host candidate now, relay (and srflx) when TURN answers.
+    pub fn new(now: Instant, cfg: MediaConfig) -> Result<Self, PhoneError> {
+        let mut rtc_cfg = RtcConfig::new()
+            .clear_codecs()
+            .set_stats_interval(Some(Duration::from_secs(1)));
+        for c in &cfg.codecs {
+            rtc_cfg = match c {
+                Codec::Opus => rtc_cfg.enable_opus(true, false),
+                Codec::Pcmu => rtc_cfg.enable_pcmu(true, false),
+                Codec::Pcma => rtc_cfg.enable_pcma(true, false),
+            };
+        }
+        let mut rtc = rtc_cfg.build(now);
+        if !cfg.force_relay {
+            let host = Candidate::host(cfg.host, "udp")
+                .map_err(|e| PhoneError::Media(format!("host candidate {}: {e}", cfg.host)))?;
+            rtc.add_local_candidate(host);
+        }
+        let turn = cfg.turn.clone().map(TurnClient::new);
+        let mut s = MediaSession {
+            gather_deadline: now + cfg.gather_timeout,
+            cfg,
+            rtc,
+            turn,
+            relay: None,
+            gathered: false,
+            pending_offer: None,
+            mid: None,
+            send: None,
+            remote: Vec::new(),
+            rtc_timeout: now,
+            out: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: TransportStats::default(),
+            connected: false,
+            last_pair: None,
+            rtc_errors: 0,
+        };
+        match s.turn.as_mut() {
+            Some(t) => t.allocate(now),
+            None => s.finish_gathering(),
+        }
+        s.drain_turn(now);
+        s.drain_rtc(now);
+        Ok(s)
+    }
+
+    pub fn is_gathered(&self) -> bool {
+        self.gathered
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Our local candidate types, for "no media path" messages.
+    pub fn local_candidate_types(&self) -> Vec<CandidateType> {
+        let mut v = Vec::new();
+        if !self.cfg.force_relay {
+            v.push(CandidateType::Host);
+        }
+        if let Some(t) = &self.turn {
+            if t.mapped().is_some() && !self.cfg.force_relay {
+                v.push(CandidateType::Srflx);
+            }
+        }
+        if self.relay.is_some() {
+            v.push(CandidateType::Relay);
+        }
+        v
+    }
+
+    /// The remote candidate types from the far end's SDP.
+    pub fn remote_candidate_types(&self) -> Vec<CandidateType> {
+        let mut v: Vec<CandidateType> = self.remote.iter().map(|r| r.1).collect();
+        v.dedup();
+        v
+    }
+
+    /// The offer (caller). Call after [`MediaEvent::Gathered`].
+    pub fn create_offer(&mut self, now: Instant) -> Result<String, PhoneError> {
+        let mut api = self.rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| PhoneError::Media("str0m made no offer".into()))?;
+        self.mid = Some(mid);
+        self.pending_offer = Some(pending);
+        self.drain_rtc(now);
+        Ok(offer.to_sdp_string())
+    }
+
+    /// Answer the far end's offer (callee).
+    pub fn accept_offer(&mut self, now: Instant, sdp: &str) -> Result<String, PhoneError> {
+        let offer =
+            SdpOffer::from_sdp_string(sdp).map_err(|e| PhoneError::BadSdp(e.to_string()))?;
+        self.learn_remote(sdp, now);
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| PhoneError::BadSdp(e.to_string()))?;
+        self.drain_rtc(now);
+        // str0m announces the offered media (MediaAdded) only once connected;
+        // the mid is in the offer.
+        if self.mid.is_none() {
+            self.mid = audio_mid(sdp);
+        }
+        self.resolve_send();
+        if self.send.is_none() {
+            return Err(PhoneError::NoCommonCodec);
+        }
+        Ok(answer.to_sdp_string())
+    }
+
+    /// Apply the far end's answer (caller).
+    pub fn accept_answer(&mut self, now: Instant, sdp: &str) -> Result<(), PhoneError> {
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| PhoneError::BadSdp(e.to_string()))?;
+        let pending = self
+            .pending_offer
+            .take()
+            .ok_or_else(|| PhoneError::BadSdp("an answer without an offer".into()))?;
+        self.learn_remote(sdp, now);
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| PhoneError::BadSdp(e.to_string()))?;
+        self.drain_rtc(now);
+        Ok(())
+    }
+
+    /// The codec voice is sent with, once negotiated.
+    pub fn send_codec(&mut self) -> Option<Codec> {
+        self.resolve_send();
+        self.send.map(|s| s.1)
+    }
+
+    /// Send one encoded voice frame with RTP timestamp `rtp_ts`.
+    pub fn send_voice(&mut self, now: Instant, rtp_ts: u32, payload: &[u8]) {
+        self.resolve_send();
+        let (Some(mid), Some((pt, codec))) = (self.mid, self.send) else {
+            return;
+        };
+        if !self.connected {
+            return;
+        }
+        let freq = match codec {
+            Codec::Opus => Frequency::FORTY_EIGHT_KHZ,
+            Codec::Pcmu | Codec::Pcma => Frequency::EIGHT_KHZ,
+        };
+        let time = MediaTime::new(u64::from(rtp_ts), freq);
+        if let Some(w) = self.rtc.writer(mid) {
+            if w.write(pt, now, time, payload.to_vec()).is_err() {
+                self.rtc_errors += 1;
+            } else {
+                self.stats.packets_sent += 1;
+            }
+        }
+        self.drain_rtc(now);
+    }
+
+    /// A datagram on the media socket from anyone but the TURN server.
+    pub fn handle_udp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        self.rtc_receive(now, from, self.cfg.host, bytes);
+    }
+
+    /// A datagram (UDP) or frame (TCP/TLS) from the TURN server.
+    pub fn handle_turn(&mut self, now: Instant, bytes: &[u8]) {
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
+        let peer = turn
+            .handle_input(now, bytes)
+            .map(|d| (d.peer, d.data.to_vec()));
+        self.drain_turn(now);
+        if let (Some((peer, data)), Some(relay)) = (peer, self.relay) {
+            self.rtc_receive(now, peer, relay, &data);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(t) = self.turn.as_mut() {
+            t.handle_timeout(now);
+        }
+        self.drain_turn(now);
+        if !self.gathered && now >= self.gather_deadline {
+            tracing::warn!("TURN allocation not ready in time: offering without a relay candidate");
+            self.finish_gathering();
+        }
+        if now >= self.rtc_timeout {
+            if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+                self.rtc_errors += 1;
+            }
+            self.drain_rtc(now);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.rtc_timeout;
+        if let Some(tt) = self.turn.as_ref().and_then(|x| x.poll_timeout()) {
+            t = t.min(tt);
+        }
+        if !self.gathered {
+            t = t.min(self.gather_deadline);
+        }
+        t
+    }
+
+    pub fn poll_out(&mut self) -> Option<MediaOut> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<MediaEvent> {
+        self.events.pop_front()
+    }
+
+    /// End the call's media: release the TURN allocation.
+    pub fn close(&mut self, now: Instant) {
+        self.rtc.disconnect();
+        if let Some(t) = self.turn.as_mut() {
+            t.close(now);
+        }
+        self.drain_turn(now);
+    }
+}
+
+// ---- internals -----------------------------------------------------------
+
+impl MediaSession {
+    fn rtc_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let Ok(contents) = bytes.try_into() else {
+            return; // not STUN, DTLS, RTP or RTCP: dropped
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        if self.rtc.accepts(&input) {
+            if let Err(e) = self.rtc.handle_input(input) {
+                tracing::debug!(error = %e, "str0m refused input");
+                self.rtc_errors += 1;
+            }
+            self.drain_rtc(now);
+        }
+    }
+
+    fn finish_gathering(&mut self) {
+        if !self.gathered {
+            self.gathered = true;
+            self.events.push_back(MediaEvent::Gathered);
+        }
+    }
+
+    fn drain_turn(&mut self, now: Instant) {
+        let Some(turn) = self.turn.as_mut() else {
+            return;
+        };
+        let events: Vec<TurnEvent> = std::iter::from_fn(|| turn.poll_event()).collect();
+        let mut added = Vec::new();
+        for ev in events {
+            match ev {
+                TurnEvent::Allocated { relayed, mapped } => added.push((relayed, mapped)),
+                TurnEvent::Failed(why) => {
+                    tracing::warn!(%why, "no relay candidate");
+                    self.finish_gathering();
+                }
+                TurnEvent::PermissionCreated(_) | TurnEvent::ChannelBound(_) => {}
+            }
+        }
+        let turn = self.turn.as_mut();
+        let bytes: Vec<Vec<u8>> = turn
+            .map(|t| std::iter::from_fn(|| t.poll_transmit()).collect())
+            .unwrap_or_default();
+        self.out.extend(bytes.into_iter().map(MediaOut::Turn));
+        for (relayed, mapped) in added {
+            self.add_turn_candidates(now, relayed, mapped);
+        }
+    }
+
+    fn add_turn_candidates(
+        &mut self,
+        now: Instant,
+        relayed: SocketAddr,
+        mapped: Option<SocketAddr>,
+    ) {
+        self.relay = Some(relayed);
+        if let Ok(c) = Candidate::relayed(relayed, self.cfg.host, "udp") {
+            self.rtc.add_local_candidate(c);
+        }
+        let udp = self
+            .turn
+            .as_ref()
+            .is_some_and(|t| !t.config().transport.is_stream());
+        if let (Some(m), false, true) = (mapped, self.cfg.force_relay, udp) {
+            if m != self.cfg.host {
+                if let Ok(c) = Candidate::server_reflexive(m, self.cfg.host, "udp") {
+                    self.rtc.add_local_candidate(c);
+                }
+            }
+        }
+        self.drain_rtc(now);
+        self.finish_gathering();
+    }
+
+    /// Remember the far end's candidates (for path types) and let them reach our relay.
+    fn learn_remote(&mut self, sdp: &str, now: Instant) {
+        for line in sdp.lines() {
+            let Some(attr) = line.trim().strip_prefix("a=") else {
+                continue;
+            };
+            if let Ok(c) = Candidate::from_sdp_string(attr) {
+                self.remote.push((c.addr(), CandidateType::of(c.kind())));
+            }
+        }
+        if let Some(t) = self.turn.as_mut() {
+            for (addr, _) in &self.remote {
+                t.permit(now, addr.ip());
+            }
+        }
+        self.drain_turn(now);
+    }
+
+    fn resolve_send(&mut self) {
+        if self.send.is_some() {
+            return;
+        }
+        let Some(mid) = self.mid else {
+            return;
+        };
+        let Some(w) = self.rtc.writer(mid) else {
+            return;
+        };
+        let offered: Vec<(Pt, RtcCodec)> = w
+            .payload_params()
+            .map(|p| (p.pt(), p.spec().codec))
+            .collect();
+        for want in &self.cfg.codecs {
+            let rc = match want {
+                Codec::Opus => RtcCodec::Opus,
+                Codec::Pcmu => RtcCodec::PCMU,
+                Codec::Pcma => RtcCodec::PCMA,
+            };
+            if let Some((pt, _)) = offered.iter().find(|(_, c)| *c == rc) {
+                self.send = Some((*pt, *want));
+                return;
+            }
+        }
+    }
+
+    fn drain_rtc(&mut self, now: Instant) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.rtc_timeout = t.max(now);
+                    return;
+                }
+                Ok(Output::Transmit(t)) => self.transmit(now, t.source, t.destination, &t.contents),
+                Ok(Output::Event(e)) => self.rtc_event(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "str0m error");
+                    self.rtc_errors += 1;
+                    self.rtc_timeout = now + Duration::from_millis(20);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, now: Instant, source: SocketAddr, to: SocketAddr, bytes: &[u8]) {
+        // STUN starts with 0..3; DTLS 20..63 and RTP/RTCP 128..191 use the nominated pair.
+        if bytes.first().is_some_and(|b| *b >= 20) {
+            self.last_pair = Some((source, to));
+        }
+        if Some(source) == self.relay {
+            if let Some(t) = self.turn.as_mut() {
+                t.send_to(now, to, bytes);
+            }
+            let bytes: Vec<Vec<u8>> = self
+                .turn
+                .as_mut()
+                .map(|t| std::iter::from_fn(|| t.poll_transmit()).collect())
+                .unwrap_or_default();
+            self.out.extend(bytes.into_iter().map(MediaOut::Turn));
+        } else {
+            self.out.push_back(MediaOut::Udp {
+                to,
+                bytes: bytes.to_vec(),
+            });
+        }
+    }
+
+    fn rtc_event(&mut self, e: Event) {
+        match e {
+            Event::Connected => {
+                self.connected = true;
+                self.events.push_back(MediaEvent::Connected);
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.events.push_back(MediaEvent::Disconnected);
+            }
+            Event::MediaAdded(m) if m.kind == MediaKind::Audio => self.mid = Some(m.mid),
+            Event::MediaData(d) => {
+                self.stats.packets_received += 1;
+                self.events.push_back(MediaEvent::Voice {
+                    seq: d.seq_range.start().as_u16(),
+                    rtp_ts: d.time.numer() as u32,
+                    payload: d.data.to_vec(),
+                });
+            }
+            Event::PeerStats(p) => {
+                self.stats.rtt = p
+                    .selected_candidate_pair
+                    .as_ref()
+                    .and_then(|s| s.current_round_trip_time)
+                    .or(p.rtt);
+                if let Some(pair) = p.selected_candidate_pair {
+                    let info = self.classify(pair.local.addr, pair.remote.addr);
+                    self.events.push_back(MediaEvent::Path(info));
+                }
+                self.events.push_back(MediaEvent::Stats(self.stats));
+            }
+            Event::MediaIngressStats(s) => {
+                self.stats.ingress_loss = s.loss;
+                self.stats.jitter_ticks = s.jitter;
+            }
+            _ => {}
+        }
+    }
+
+    /// The pair DTLS and RTP currently use, named.
+    pub fn nominated_path(&self) -> Option<PathInfo> {
+        self.last_pair.map(|(l, r)| self.classify(l, r))
+    }
+
+    /// Name the pair: our side by our own addresses, the far side by its SDP.
+    pub fn classify(&self, local: SocketAddr, remote: SocketAddr) -> PathInfo {
+        let local_t = if Some(local) == self.relay {
+            CandidateType::Relay
+        } else {
+            CandidateType::Host
+        };
+        let remote_t = self
+            .remote
+            .iter()
+            .find(|(a, _)| *a == remote)
+            .map(|r| r.1)
+            .unwrap_or(CandidateType::Prflx);
+        PathInfo {
+            relayed: local_t == CandidateType::Relay || remote_t == CandidateType::Relay,
+            local: local_t,
+            remote: remote_t,
+            local_addr: local,
+            remote_addr: remote,
+        }
+    }
+}
+
+/// The `a=mid:` of the first audio m-line.
+fn audio_mid(sdp: &str) -> Option<Mid> {
+    let mut in_audio = false;
+    for line in sdp.lines().map(str::trim) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_audio = m.starts_with("audio");
+        } else if let (true, Some(mid)) = (in_audio, line.strip_prefix("a=mid:")) {
+            return Some(Mid::from(mid));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offer_and_answer_between_two_sessions() {
+        let now = Instant::now();
+        let mut a = MediaSession::new(
+            now,
+            MediaConfig::new("10.0.0.1:4000".parse().unwrap(), None),
+        )
+        .unwrap();
+        let mut b = MediaSession::new(
+            now,
+            MediaConfig::new("10.0.0.2:4000".parse().unwrap(), None),
+        )
+        .unwrap();
+        assert_eq!(a.poll_event(), Some(MediaEvent::Gathered));
+        let offer = a.create_offer(now).unwrap();
+        assert!(offer.contains("a=fingerprint:sha-256"), "{offer}");
+        assert!(offer.contains("typ host"), "{offer}");
+        let answer = b.accept_offer(now, &offer).unwrap();
+        a.accept_answer(now, &answer).unwrap();
+        assert_eq!(b.remote_candidate_types(), vec![CandidateType::Host]);
+    }
+}

@@ -1,0 +1,132 @@
+//! Whole calls in memory: SIP through natter's proxy core, ICE + DTLS-SRTP via
+//! str0m, relay through natter's TURN core, Opus voice end to end.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{speechy, World};
+use natter_phone::sip::EndReason;
+use natter_phone::PhoneEvent;
+
+fn connected(e: &PhoneEvent) -> bool {
+    matches!(e, PhoneEvent::Connected { .. })
+}
+
+fn path_of(events: &[PhoneEvent]) -> (String, String, String) {
+    events
+        .iter()
+        .find_map(|e| match e {
+            PhoneEvent::Connected { path } => Some((
+                path.path_str().to_owned(),
+                path.local.as_str().to_owned(),
+                path.remote.as_str().to_owned(),
+            )),
+            _ => None,
+        })
+        .expect("connected")
+}
+
+/// Alice calls Bob, talks for two seconds, hangs up. Returns the world.
+fn call(force_relay: bool, block_direct: bool) -> World {
+    let mut w = World::new();
+    w.block_direct = block_direct;
+    let a = w.add("alice", force_relay);
+    let b = w.add("bob", false);
+    let now = w.now;
+    w.phone(a).register(now);
+    w.phone(b).register(now);
+    w.run(Duration::from_millis(100));
+    assert!(w.phone(a).is_registered() && w.phone(b).is_registered());
+    w.phone(a).set_microphone(speechy(2.0));
+    let now = w.now;
+    w.phone(a).dial(now, "bob").unwrap();
+    assert!(w.run_until(b, Duration::from_secs(2), |e| matches!(
+        e,
+        PhoneEvent::Incoming { .. }
+    )));
+    let now = w.now;
+    w.phone(b).answer(now).unwrap();
+    assert!(
+        w.run_until(a, Duration::from_secs(5), connected),
+        "alice: {:?}",
+        w.nodes[a].events
+    );
+    assert!(
+        w.run_until(b, Duration::from_secs(5), connected),
+        "bob: {:?}",
+        w.nodes[b].events
+    );
+    w.run(Duration::from_millis(2600));
+    let now = w.now;
+    w.phone(a).hangup(now);
+    w.run(Duration::from_millis(200));
+    w
+}
+
+fn ended(events: &[PhoneEvent]) -> (EndReason, natter_phone::CallStats) {
+    events
+        .iter()
+        .find_map(|e| match e {
+            PhoneEvent::Ended { reason, stats } => Some((reason.clone(), (**stats).clone())),
+            _ => None,
+        })
+        .expect("the call ended")
+}
+
+fn assert_speech_arrived(w: &World) {
+    let sent = speechy(2.0);
+    let heard = &w.nodes[1].heard;
+    assert!(
+        heard.len() > 48_000 * 2,
+        "bob heard {} samples",
+        heard.len()
+    );
+    let c = natter_media::quality::compare(&sent, heard, 48_000, Duration::from_millis(500));
+    assert!(
+        c.correlation > 0.8,
+        "bob's audio does not match alice's speech: {c:?}"
+    );
+}
+
+#[test]
+fn direct_call_carries_speech_and_prefers_the_direct_pair() {
+    let w = call(false, false);
+    assert_eq!(
+        path_of(&w.nodes[0].events),
+        ("direct".into(), "host".into(), "host".into())
+    );
+    assert_eq!(path_of(&w.nodes[1].events).0, "direct");
+    assert_speech_arrived(&w);
+    let (reason, stats) = ended(&w.nodes[0].events);
+    assert_eq!(reason, EndReason::LocalHangup);
+    assert_eq!(stats.path, "direct");
+    assert_eq!(stats.codec, "opus");
+    assert!(stats.packets_sent >= 100, "{stats:?}");
+    let (reason, bstats) = ended(&w.nodes[1].events);
+    assert_eq!(reason, EndReason::RemoteHangup);
+    assert!(bstats.packets_received >= 100, "{bstats:?}");
+    assert!(bstats.setup_ms.is_some_and(|s| s < 300.0), "{bstats:?}");
+    assert!(bstats.mos.is_some_and(|m| m > 4.0), "{bstats:?}");
+    // Nothing on the wire is plain RTP: every RTP-looking datagram is SRTP (has the auth tag).
+    assert!(w
+        .wire
+        .iter()
+        .any(|(_, _, b)| b.first().is_some_and(|x| (128..192).contains(x))));
+}
+
+#[test]
+fn blocked_direct_path_falls_back_to_the_relay() {
+    let w = call(false, true);
+    let (path, _, _) = path_of(&w.nodes[0].events);
+    assert_eq!(path, "relay");
+    assert_speech_arrived(&w);
+}
+
+#[test]
+fn force_relay_uses_only_the_relay() {
+    let w = call(true, false);
+    let (path, local, _) = path_of(&w.nodes[0].events);
+    assert_eq!((path.as_str(), local.as_str()), ("relay", "relay"));
+    assert_speech_arrived(&w);
+}

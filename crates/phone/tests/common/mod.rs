@@ -1,0 +1,320 @@
+//! An in-memory world for whole calls: natter's SIP server core and TURN server
+//! core, phones on a simulated IP network, time injected.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use natter_phone::sip::UaConfig;
+use natter_phone::turn_client::{TurnConfig, TurnTransport};
+use natter_phone::{Phone, PhoneConfig, PhoneEvent, PhoneTransmit};
+use natter_sip::auth::{Accounts, DigestKeys};
+use natter_sip::flow::{ConnId, Input, Transport};
+use natter_turn::binding::Source;
+use natter_turn::server::{
+    FiveTuple, Granted, PeerPolicy, Relay, RelayAllocator, RelayError, RelayId, RelayRequest,
+    Server as TurnServer, ServerConfig as TurnServerConfig, Transport as TurnTransportS, UserKeys,
+    PEER_HEADROOM, PEER_TAILROOM,
+};
+
+pub const DOMAIN: &str = "example.org";
+pub const SERVER_IP: &str = "192.0.2.1";
+
+pub fn sip_addr() -> SocketAddr {
+    format!("{SERVER_IP}:5060").parse().unwrap()
+}
+pub fn turn_addr() -> SocketAddr {
+    format!("{SERVER_IP}:3478").parse().unwrap()
+}
+
+pub fn password(user: &str) -> Option<&'static str> {
+    match user {
+        "alice" => Some("wonderland"),
+        "bob" => Some("builder"),
+        _ => None,
+    }
+}
+
+struct Users;
+impl Accounts for Users {
+    fn digest_keys(&self, user: &str) -> Option<DigestKeys> {
+        password(user).map(|pw| DigestKeys::derive(user, DOMAIN, pw))
+    }
+}
+
+#[derive(Default)]
+pub struct MemRelays {
+    next: u16,
+}
+impl RelayAllocator for MemRelays {
+    fn allocate(&mut self, _req: RelayRequest) -> Result<Granted, RelayError> {
+        let port = 50_000 + self.next * 2;
+        self.next += 1;
+        let relay = Relay {
+            id: RelayId(u32::from(port)),
+            addr: SocketAddr::new(SERVER_IP.parse().unwrap(), port),
+        };
+        Ok(Granted {
+            relay,
+            reserved: None,
+        })
+    }
+    fn release(&mut self, _id: RelayId) {}
+}
+
+/// One phone on the simulated network.
+pub struct Node {
+    pub phone: Phone,
+    /// Its SIP flow's address and its media socket's address.
+    pub sip: SocketAddr,
+    pub media: SocketAddr,
+    pub events: Vec<PhoneEvent>,
+    pub heard: Vec<i16>,
+}
+
+pub struct World {
+    pub now: Instant,
+    pub sip: natter_sip::Server,
+    pub turn: TurnServer<MemRelays>,
+    pub nodes: Vec<Node>,
+    /// Drop datagrams between phones' own addresses (only the relay gets through).
+    pub block_direct: bool,
+    /// Every datagram that crossed the simulated wire between phones or relays: (from, to, bytes).
+    pub wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let now = Instant::now();
+        let mut cfg = natter_sip::ServerConfig::new(DOMAIN);
+        cfg.seed = 5;
+        let tcfg = TurnServerConfig::new(DOMAIN, turn_addr())
+            .set_seed(5)
+            .set_peer_policy(PeerPolicy::allowing(vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "192.0.2.0/24".parse().unwrap(),
+            ]));
+        World {
+            now,
+            sip: natter_sip::Server::new(cfg, Box::new(Users), now),
+            turn: TurnServer::new(tcfg, MemRelays::default(), now, 1_700_000_000),
+            nodes: Vec::new(),
+            block_direct: false,
+            wire: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, user: &str, force_relay: bool) -> usize {
+        let i = self.nodes.len();
+        let ip: IpAddr = format!("10.0.0.{}", i + 1).parse().unwrap();
+        let sip = SocketAddr::new(ip, 40_000);
+        let media = SocketAddr::new(ip, 41_000);
+        let pw = password(user).unwrap();
+        let mut ua = UaConfig::new(user, pw, SERVER_IP, Transport::Tcp, sip);
+        ua.seed = Some(100 + i as u64);
+        let turn = TurnConfig::new(turn_addr(), TurnTransport::Udp, user, pw);
+        let mut cfg = PhoneConfig::new(ua, media, Some(turn));
+        cfg.force_relay = force_relay;
+        self.nodes.push(Node {
+            phone: Phone::new(cfg),
+            sip,
+            media,
+            events: Vec::new(),
+            heard: Vec::new(),
+        });
+        i
+    }
+
+    pub fn phone(&mut self, i: usize) -> &mut Phone {
+        &mut self.nodes[i].phone
+    }
+
+    /// Deliver everything queued, repeatedly, at the current time.
+    pub fn pump(&mut self) {
+        for _ in 0..10_000 {
+            let mut moved = false;
+            for i in 0..self.nodes.len() {
+                while let Some(t) = self.nodes[i].phone.poll_transmit() {
+                    moved = true;
+                    self.send_from(i, t);
+                }
+                while let Some(e) = self.nodes[i].phone.poll_event() {
+                    self.nodes[i].events.push(e);
+                }
+                while let Some(a) = self.nodes[i].phone.poll_audio() {
+                    self.nodes[i].heard.extend(a);
+                }
+            }
+            while let Some(t) = self.sip.poll_transmit() {
+                moved = true;
+                let i = self
+                    .nodes
+                    .iter()
+                    .position(|n| n.sip == t.flow.remote)
+                    .unwrap();
+                let now = self.now;
+                self.nodes[i].phone.handle_sip(now, &t.bytes);
+            }
+            while let Some(t) = self.turn.poll_transmit() {
+                moved = true;
+                if let Some(i) = self.nodes.iter().position(|n| n.media == t.to.client) {
+                    let now = self.now;
+                    self.nodes[i]
+                        .phone
+                        .handle_udp(now, turn_addr(), &t.payload, true);
+                }
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("the network never went quiet");
+    }
+
+    fn send_from(&mut self, i: usize, t: PhoneTransmit) {
+        let now = self.now;
+        match t {
+            PhoneTransmit::Sip(bytes) => {
+                let input = Input {
+                    transport: Transport::Tcp,
+                    local: sip_addr(),
+                    remote: self.nodes[i].sip,
+                    conn_id: Some(ConnId(i as u64)),
+                    bytes: &bytes,
+                };
+                self.sip.handle_input(now, input);
+            }
+            PhoneTransmit::Turn(bytes) => self.to_turn(self.nodes[i].media, &bytes),
+            PhoneTransmit::Udp { to, bytes } => {
+                let from = self.nodes[i].media;
+                if to == turn_addr() {
+                    return self.to_turn(from, &bytes);
+                }
+                if to.ip().to_string() == SERVER_IP {
+                    return; // a relay address without going through TURN: no route in this model
+                }
+                if self.block_direct {
+                    return;
+                }
+                self.wire.push((from, to, bytes.clone()));
+                if let Some(j) = self.nodes.iter().position(|n| n.media == to) {
+                    self.nodes[j].phone.handle_udp(now, from, &bytes, false);
+                }
+            }
+        }
+    }
+
+    fn to_turn(&mut self, client: SocketAddr, bytes: &[u8]) {
+        let now = self.now;
+        if let Some(user) = self.turn.user_to_look_up(now, bytes) {
+            let keys = password(&user).map(|pw| UserKeys::from_password(&user, DOMAIN, pw));
+            self.turn.set_user_keys(now, &user, keys);
+        }
+        let tuple = FiveTuple {
+            transport: TurnTransportS::Udp,
+            client,
+            server: turn_addr(),
+        };
+        let fwd = self
+            .turn
+            .handle_client(now, tuple, Source::Primary, bytes)
+            .map(|f| (f.relay, f.peer, f.data.to_vec()));
+        let Some((relay, peer, data)) = fwd else {
+            return;
+        };
+        let from = SocketAddr::new(SERVER_IP.parse().unwrap(), relay.0 as u16);
+        self.wire.push((from, peer, data.clone()));
+        if peer.ip().to_string() == SERVER_IP {
+            // Relay to relay: hand it to the other allocation.
+            let mut buf = vec![0u8; PEER_HEADROOM + data.len() + PEER_TAILROOM];
+            buf[PEER_HEADROOM..PEER_HEADROOM + data.len()].copy_from_slice(&data);
+            let range = PEER_HEADROOM..PEER_HEADROOM + data.len();
+            if let Some(out) =
+                self.turn
+                    .handle_peer(now, RelayId(u32::from(peer.port())), from, &mut buf, range)
+            {
+                if let Some(j) = self.nodes.iter().position(|n| n.media == out.to.client) {
+                    self.nodes[j]
+                        .phone
+                        .handle_udp(now, turn_addr(), &buf[out.range], true);
+                }
+            }
+        } else if !self.block_direct || true {
+            // Relay to a phone's host address: arrives as plain UDP from the relay.
+            if let Some(j) = self.nodes.iter().position(|n| n.media == peer) {
+                self.nodes[j].phone.handle_udp(now, from, &data, false);
+            }
+        }
+    }
+
+    /// Run until `d` has passed.
+    pub fn run(&mut self, d: Duration) {
+        let end = self.now + d;
+        loop {
+            self.pump();
+            let next = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.phone.poll_timeout())
+                .chain(self.sip.poll_timeout())
+                .chain([self.turn.poll_timeout()])
+                .min();
+            match next {
+                Some(t) if t <= end => {
+                    self.now = t.max(self.now);
+                    let now = self.now;
+                    for n in &mut self.nodes {
+                        n.phone.handle_timeout(now);
+                    }
+                    self.sip.handle_timeout(now);
+                    self.turn.handle_timeout(now);
+                }
+                _ => break,
+            }
+        }
+        self.now = end;
+        self.pump();
+    }
+
+    /// Run until `pred` holds for node `i`'s events, at most `limit`.
+    pub fn run_until(
+        &mut self,
+        i: usize,
+        limit: Duration,
+        pred: impl Fn(&PhoneEvent) -> bool,
+    ) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if self.nodes[i].events.iter().any(&pred) {
+                return true;
+            }
+            self.run(Duration::from_millis(10));
+        }
+        self.nodes[i].events.iter().any(&pred)
+    }
+}
+
+/// A speech-like test signal at 48 kHz: gliding harmonics with a syllable envelope.
+pub fn speechy(seconds: f64) -> Vec<i16> {
+    let rate = 48_000.0;
+    let n = (seconds * rate) as usize;
+    let mut phase = 0.0f64;
+    (0..n)
+        .map(|i| {
+            let t = i as f64 / rate;
+            let f0 = 140.0 + 40.0 * (t * 2.3).sin();
+            phase += f0 / rate;
+            let env = (0.5 - 0.5 * (t * std::f64::consts::TAU * 3.0).cos()).powf(1.5);
+            let mut s = 0.0;
+            for h in 1..=8 {
+                s += (phase * h as f64 * std::f64::consts::TAU).sin() / h as f64;
+            }
+            (s * env * 7000.0) as i16
+        })
+        .collect()
+}
+
+pub fn counts(map: &HashMap<String, u32>) -> String {
+    format!("{map:?}")
+}
