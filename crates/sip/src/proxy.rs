@@ -303,6 +303,15 @@ impl Server {
         let (sid, state) = (client.server, client.state);
         let mut up = resp;
         up.pop_front(&HeaderName::Via);
+        if up.header(&HeaderName::Via).is_none() {
+            // A sloppy UA copied the Via of our CANCEL, not of the INVITE:
+            // restore the caller's Vias from the server transaction.
+            let Some(server) = self.txs.server(sid) else { return };
+            let vias: Vec<String> = server.request.headers_named(&HeaderName::Via).map(str::to_owned).collect();
+            for via in vias.into_iter().rev() {
+                up.push_front(HeaderName::Via, via);
+            }
+        }
         match code {
             100 => self.on_provisional(now, cid, None),
             101..=199 => self.on_provisional(now, cid, Some(up)),
