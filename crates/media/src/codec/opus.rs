@@ -397,4 +397,32 @@ mod tests {
         assert!(with_fec > 1500.0, "FEC should rebuild the tone onset, rms {with_fec}");
         assert!(concealed < with_fec / 4.0, "concealment alone cannot know the tone ({concealed})");
     }
+
+    #[test]
+    fn random_payloads_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut enc = OpusEncoder::new(OpusConfig::default()).unwrap();
+        let mut valid = Vec::new();
+        enc.encode(&tone(16_000, 320, 0), &mut valid).unwrap();
+        for rate in [16_000, 48_000] {
+            let mut dec = OpusDecoder::new(rate).unwrap();
+            let mut out = Vec::new();
+            for i in 0..1_000 {
+                let len = rng.gen_range(0..200);
+                let mut p: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+                if i % 3 == 0 && !p.is_empty() {
+                    // Keep a valid TOC sometimes so the decoder goes deeper.
+                    p[0] = valid[0] | (p[0] & 0x03);
+                }
+                out.clear();
+                let _ = dec.decode(&p, &mut out);
+                let _ = dec.decode_fec(&p, rate as usize / 50, &mut out);
+                let _ = dec.conceal(rate as usize / 50, &mut out);
+            }
+            // Still decodes real audio afterwards.
+            out.clear();
+            assert!(dec.decode(&valid, &mut out).is_ok());
+        }
+    }
 }
