@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use natter_lab::{Host, Lab, LabProcess, NatKind};
+use natter_lab::{Host, Impairment, Lab, LabProcess, NatKind};
 use serde_json::Value;
 
 const NATTER: &str = env!("CARGO_BIN_EXE_natter");
@@ -245,4 +245,43 @@ fn lab_probe_without_rfc5780_is_honest() {
         "the report says what it assumed"
     );
     assert_eq!(public_ip(&report), nat.wan_ip().to_string());
+}
+
+#[test]
+fn lab_probe_retransmits_through_a_lossy_link() {
+    let test = "lab_probe_retransmits_through_a_lossy_link";
+    if let Err(why) = natter_lab::impairment_available() {
+        return natter_lab::skip(test, &why);
+    }
+    let mut lab = Lab::new(test).expect("build the lab");
+    let nat = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
+    let client = lab.add_host_behind(&nat).unwrap();
+    let server = start_server(&lab, true);
+    let lossy = Impairment::none().with_loss(0.2);
+    let link = lab.impair_nat_link(&nat, lossy, lossy).unwrap();
+    let target = format!("{}:3478", lab.server_ips().0);
+    // 8 s lets every request be sent 5 times (0, 0.5, 1.5, 3.5, 7.5 s).
+    let args = ["probe", &target, "--json", "--timeout-ms", "8000"];
+    let out = client
+        .run(NATTER, &args, Duration::from_secs(30))
+        .expect("probe ran");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).expect("JSON");
+    assert_eq!(
+        classification(&report),
+        ("endpoint-independent", "address-and-port-dependent"),
+        "{report:#}"
+    );
+    let stats = link.stats();
+    assert!(
+        stats.up.dropped + stats.down.dropped > 0,
+        "the link really lost packets: {stats:?}"
+    );
+    drop(server);
 }
