@@ -146,6 +146,8 @@ async fn serve_connection(
             return;
         }
     };
+    // The peer address for handlers (`Extension<ConnectInfo<SocketAddr>>`), e.g. WebSocket SIP flows.
+    let app = app.layer(axum::Extension(axum::extract::ConnectInfo(peer)));
     let service = TowerToHyperService::new(app);
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);

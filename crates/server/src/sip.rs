@@ -38,8 +38,14 @@ pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
     let udp = match shared.config.sip {
         Some(addr) => {
             let socket = bind_udp(addr).map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
-            let bound = socket.local_addr().map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
-            listening.push(Listening { service: "SIP", transport: "udp", addr: bound });
+            let bound = socket
+                .local_addr()
+                .map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
+            listening.push(Listening {
+                service: "SIP",
+                transport: "udp",
+                addr: bound,
+            });
             Some(Arc::new(socket))
         }
         None => None,
@@ -49,21 +55,53 @@ pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
         // TCP on the same port as UDP (matters when port 0 was asked for).
         let port = udp.local_addr().map(|a| a.port()).unwrap_or(addr.port());
         let tcp_addr = SocketAddr::new(addr.ip(), port);
-        let listener = TcpListener::bind(tcp_addr).await.map_err(|e| ServeError::bind("--sip", "tcp", tcp_addr, e))?;
-        let bound = listener.local_addr().map_err(|e| ServeError::bind("--sip", "tcp", tcp_addr, e))?;
-        listening.push(Listening { service: "SIP", transport: "tcp", addr: bound });
-        tokio::spawn(stream::accept_loop(listener, None, to_core.clone(), shared.shutdown.clone()));
+        let listener = TcpListener::bind(tcp_addr)
+            .await
+            .map_err(|e| ServeError::bind("--sip", "tcp", tcp_addr, e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| ServeError::bind("--sip", "tcp", tcp_addr, e))?;
+        listening.push(Listening {
+            service: "SIP",
+            transport: "tcp",
+            addr: bound,
+        });
+        tokio::spawn(stream::accept_loop(
+            listener,
+            None,
+            to_core.clone(),
+            shared.shutdown.clone(),
+        ));
     }
     if let Some(addr) = shared.config.sips {
-        let listener = TcpListener::bind(addr).await.map_err(|e| ServeError::bind("--sips", "tls", addr, e))?;
-        let bound = listener.local_addr().map_err(|e| ServeError::bind("--sips", "tls", addr, e))?;
-        listening.push(Listening { service: "SIP", transport: "tls", addr: bound });
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| ServeError::bind("--sips", "tls", addr, e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| ServeError::bind("--sips", "tls", addr, e))?;
+        listening.push(Listening {
+            service: "SIP",
+            transport: "tls",
+            addr: bound,
+        });
         let acceptor = tokio_rustls::TlsAcceptor::from(shared.tls.clone());
-        tokio::spawn(stream::accept_loop(listener, Some(acceptor), to_core.clone(), shared.shutdown.clone()));
+        tokio::spawn(stream::accept_loop(
+            listener,
+            Some(acceptor),
+            to_core.clone(),
+            shared.shutdown.clone(),
+        ));
     }
     ws::register(shared, to_core);
     let persist = persist::spawn(shared.store.clone(), shared.shutdown.clone());
-    tokio::spawn(core::run(server, udp, from_streams, persist, shared.shutdown.clone()));
+    tokio::spawn(core::run(
+        server,
+        udp,
+        from_streams,
+        persist,
+        shared.shutdown.clone(),
+    ));
     Ok(listening)
 }
 

@@ -13,14 +13,35 @@ fn users_file(name: &str, lines: &[(&str, &str)]) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("natter-sipp-{name}-{}.csv", std::process::id()));
     let mut text = String::from("SEQUENTIAL\n");
     for (user, pw) in lines {
-        text.push_str(&format!("{user};{DOMAIN};[authentication username={user} password={pw}]\n"));
+        text.push_str(&format!(
+            "{user};{DOMAIN};[authentication username={user} password={pw}]\n"
+        ));
     }
     std::fs::write(&path, text).unwrap();
     path
 }
 
 fn common_args<'a>(server: &'a str, port: &'a str, inf: &'a str, sf: &'a str) -> Vec<&'a str> {
-    vec![server, "-sf", sf, "-inf", inf, "-i", "127.0.0.1", "-p", port, "-m", "1", "-timeout", "20s", "-timeout_error", "-nostdin", "-trace_err", "-error_file", "/dev/null"]
+    vec![
+        server,
+        "-sf",
+        sf,
+        "-inf",
+        inf,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        port,
+        "-m",
+        "1",
+        "-timeout",
+        "20s",
+        "-timeout_error",
+        "-nostdin",
+        "-trace_err",
+        "-error_file",
+        "/dev/null",
+    ]
 }
 
 #[test]
@@ -55,8 +76,13 @@ fn sipp_wrong_password_is_refused() {
 
 /// A caller line: `USER;DOMAIN;[authentication …];CALLEE`.
 fn caller_file(name: &str, callee: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("natter-sipp-{name}-caller-{}.csv", std::process::id()));
-    let text = format!("SEQUENTIAL\nalice;{DOMAIN};[authentication username=alice password=alice-pw];{callee}\n");
+    let path = std::env::temp_dir().join(format!(
+        "natter-sipp-{name}-caller-{}.csv",
+        std::process::id()
+    ));
+    let text = format!(
+        "SEQUENTIAL\nalice;{DOMAIN};[authentication username=alice password=alice-pw];{callee}\n"
+    );
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -75,8 +101,20 @@ fn register_bob(target: &str) -> String {
 /// Run a callee scenario on `port` and a caller scenario against the server.
 fn call(target: &str, callee_port: &str, callee_sf: &str, caller_sf: &str, callee: &str) {
     let callee_args: Vec<String> = [
-        "-sf", &scenario(callee_sf).to_string_lossy(), "-i", "127.0.0.1", "-p", callee_port, "-m", "1",
-        "-timeout", "20s", "-timeout_error", "-nostdin", "-error_file", "/dev/null",
+        "-sf",
+        &scenario(callee_sf).to_string_lossy(),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        callee_port,
+        "-m",
+        "1",
+        "-timeout",
+        "20s",
+        "-timeout_error",
+        "-nostdin",
+        "-error_file",
+        "/dev/null",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -92,8 +130,14 @@ fn call(target: &str, callee_port: &str, callee_sf: &str, caller_sf: &str, calle
     let args = common_args(target, &port, inf.to_str().unwrap(), sf.to_str().unwrap());
     let (ok, out) = run_sipp(&args, Duration::from_secs(30));
     let (callee_ok, callee_out) = callee_thread.join().unwrap();
-    assert!(ok, "caller scenario {caller_sf} failed:\n{out}\n--- callee:\n{callee_out}");
-    assert!(callee_ok, "callee scenario {callee_sf} failed:\n{callee_out}");
+    assert!(
+        ok,
+        "caller scenario {caller_sf} failed:\n{out}\n--- callee:\n{callee_out}"
+    );
+    assert!(
+        callee_ok,
+        "callee scenario {callee_sf} failed:\n{callee_out}"
+    );
 }
 
 #[test]
@@ -115,7 +159,13 @@ fn sipp_caller_cancel_reaches_the_callee_and_ends_in_487() {
     let server = TestServer::start("sipp-cancel");
     let target = server.sip_udp().to_string();
     let bob_port = register_bob(&target);
-    call(&target, &bob_port, "callee_cancel.xml", "call_cancel.xml", "bob");
+    call(
+        &target,
+        &bob_port,
+        "callee_cancel.xml",
+        "call_cancel.xml",
+        "bob",
+    );
 }
 
 #[test]
@@ -129,7 +179,12 @@ fn sipp_unknown_callee_gets_404_and_unregistered_callee_480() {
         let inf = caller_file(sf, callee);
         let port = free_port().to_string();
         let sf_path = scenario(sf);
-        let args = common_args(&target, &port, inf.to_str().unwrap(), sf_path.to_str().unwrap());
+        let args = common_args(
+            &target,
+            &port,
+            inf.to_str().unwrap(),
+            sf_path.to_str().unwrap(),
+        );
         let (ok, out) = run_sipp(&args, Duration::from_secs(30));
         assert!(ok, "{sf} failed:\n{out}");
     }

@@ -22,7 +22,11 @@ pub(crate) struct StoreAccounts {
 
 impl StoreAccounts {
     pub(crate) fn new(store: Store, realm: &str) -> StoreAccounts {
-        StoreAccounts { store, realm: realm.to_owned(), cache: RefCell::new(HashMap::new()) }
+        StoreAccounts {
+            store,
+            realm: realm.to_owned(),
+            cache: RefCell::new(HashMap::new()),
+        }
     }
 }
 
@@ -42,7 +46,10 @@ impl Accounts for StoreAccounts {
             }
         };
         // Keys made for another realm cannot verify a digest for ours.
-        let keys = keys.filter(|k| k.realm == self.realm).map(|k| DigestKeys { md5: k.md5, sha256: k.sha256 });
+        let keys = keys.filter(|k| k.realm == self.realm).map(|k| DigestKeys {
+            md5: k.md5,
+            sha256: k.sha256,
+        });
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= MAX_ENTRIES {
             cache.clear();

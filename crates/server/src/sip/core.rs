@@ -16,7 +16,10 @@ use crate::Shutdown;
 #[derive(Debug)]
 pub(crate) enum ToCore {
     /// A connection opened; `tx` writes to it.
-    Opened { conn: ConnId, tx: mpsc::Sender<Vec<u8>> },
+    Opened {
+        conn: ConnId,
+        tx: mpsc::Sender<Vec<u8>>,
+    },
     /// One SIP message from a stream or WebSocket connection.
     Frame { flow: Flow, bytes: Vec<u8> },
     /// The connection is gone.
@@ -37,7 +40,9 @@ pub(crate) async fn run(
     let mut buf = vec![0u8; 65_536];
     let udp_local = udp.as_ref().and_then(|u| u.local_addr().ok());
     loop {
-        let wake = server.poll_timeout().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let wake = server
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             _ = shutdown.wait() => break,
             r = recv(udp.as_deref(), &mut buf) => {
@@ -57,7 +62,10 @@ pub(crate) async fn run(
     }
 }
 
-async fn recv(udp: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize, std::net::SocketAddr)> {
+async fn recv(
+    udp: Option<&UdpSocket>,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, std::net::SocketAddr)> {
     match udp {
         Some(u) => u.recv_from(buf).await,
         None => std::future::pending().await,
@@ -65,12 +73,23 @@ async fn recv(udp: Option<&UdpSocket>, buf: &mut [u8]) -> std::io::Result<(usize
 }
 
 /// Read whatever else is already queued on the socket, without waiting.
-fn drain_udp(server: &mut Server, udp: Option<&UdpSocket>, local: std::net::SocketAddr, buf: &mut [u8]) {
+fn drain_udp(
+    server: &mut Server,
+    udp: Option<&UdpSocket>,
+    local: std::net::SocketAddr,
+    buf: &mut [u8],
+) {
     let Some(udp) = udp else { return };
     for _ in 0..UDP_BATCH {
         match udp.try_recv_from(buf) {
             Ok((n, remote)) => {
-                let input = Input { transport: Transport::Udp, local, remote, conn_id: None, bytes: &buf[..n] };
+                let input = Input {
+                    transport: Transport::Udp,
+                    local,
+                    remote,
+                    conn_id: None,
+                    bytes: &buf[..n],
+                };
                 server.handle_input(Instant::now(), input);
             }
             Err(_) => return,
@@ -84,7 +103,13 @@ fn on_message(server: &mut Server, conns: &mut HashMap<ConnId, mpsc::Sender<Vec<
             conns.insert(conn, tx);
         }
         ToCore::Frame { flow, bytes } => {
-            let input = Input { transport: flow.transport, local: flow.local, remote: flow.remote, conn_id: flow.conn, bytes: &bytes };
+            let input = Input {
+                transport: flow.transport,
+                local: flow.local,
+                remote: flow.remote,
+                conn_id: flow.conn,
+                bytes: &bytes,
+            };
             server.handle_input(Instant::now(), input);
         }
         ToCore::Closed { conn } => {
@@ -122,7 +147,11 @@ async fn flush(
     }
 }
 
-async fn send_udp(udp: &UdpSocket, bytes: &[u8], to: std::net::SocketAddr) -> std::io::Result<usize> {
+async fn send_udp(
+    udp: &UdpSocket,
+    bytes: &[u8],
+    to: std::net::SocketAddr,
+) -> std::io::Result<usize> {
     match udp.try_send_to(bytes, to) {
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => udp.send_to(bytes, to).await,
         other => other,

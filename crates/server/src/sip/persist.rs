@@ -63,7 +63,10 @@ async fn write(store: &Store, pending: &mut HashMap<String, Vec<StoredBinding>>)
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn to_stored(account: &str, bindings: &[Binding]) -> Vec<StoredBinding> {
@@ -98,7 +101,11 @@ pub(crate) fn restore(store: &Store, server: &mut Server) {
     };
     let mut restored = 0;
     for row in rows {
-        let (Some(transport), Ok(local), Ok(remote)) = (Transport::parse(&row.transport), row.local.parse(), row.remote.parse()) else {
+        let (Some(transport), Ok(local), Ok(remote)) = (
+            Transport::parse(&row.transport),
+            row.local.parse(),
+            row.remote.parse(),
+        ) else {
             continue;
         };
         let left = Duration::from_secs(u64::try_from(row.expires_unix - unix).unwrap_or(0));
@@ -109,7 +116,12 @@ pub(crate) fn restore(store: &Store, server: &mut Server) {
             expires_at: now + left,
             call_id: row.call_id,
             cseq: row.cseq,
-            flow: Flow { transport, local, remote, conn: None },
+            flow: Flow {
+                transport,
+                local,
+                remote,
+                conn: None,
+            },
         };
         server.restore_binding(&row.account, binding);
         restored += 1;

@@ -52,7 +52,12 @@ impl Drop for Slot {
     }
 }
 
-pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, core: mpsc::Sender<ToCore>, mut shutdown: Shutdown) {
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    core: mpsc::Sender<ToCore>,
+    mut shutdown: Shutdown,
+) {
     let local = match listener.local_addr() {
         Ok(a) => a,
         Err(_) => return,
@@ -78,8 +83,11 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
         tokio::spawn(async move {
             match tls {
                 None => serve(tcp, Transport::Tcp, local, remote, core, shutdown).await,
-                Some(acceptor) => match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => serve(stream, Transport::Tls, local, remote, core, shutdown).await,
+                Some(acceptor) => match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(stream)) => {
+                        serve(stream, Transport::Tls, local, remote, core, shutdown).await
+                    }
                     _ => tracing::debug!(%remote, "sip tls handshake failed or timed out"),
                 },
             }
@@ -90,15 +98,33 @@ pub(crate) async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>,
 
 /// Run one connection until it closes, idles out, breaks framing, or the
 /// server stops.
-async fn serve<S>(stream: S, transport: Transport, local: SocketAddr, remote: SocketAddr, core: mpsc::Sender<ToCore>, mut shutdown: Shutdown)
-where
+async fn serve<S>(
+    stream: S,
+    transport: Transport,
+    local: SocketAddr,
+    remote: SocketAddr,
+    core: mpsc::Sender<ToCore>,
+    mut shutdown: Shutdown,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let conn = next_conn();
-    let flow = Flow { transport, local, remote, conn: Some(conn) };
+    let flow = Flow {
+        transport,
+        local,
+        remote,
+        conn: Some(conn),
+    };
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut out) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    if core.send(ToCore::Opened { conn, tx: tx.clone() }).await.is_err() {
+    if core
+        .send(ToCore::Opened {
+            conn,
+            tx: tx.clone(),
+        })
+        .await
+        .is_err()
+    {
         return;
     }
     let writer = tokio::spawn(async move {

@@ -38,11 +38,17 @@ fn key(shared: &Shared) -> usize {
 /// Make the core reachable from the `/sip` route of this server.
 pub(crate) fn register(shared: &Shared, to_core: mpsc::Sender<ToCore>) {
     let k = key(shared);
-    registry().lock().unwrap_or_else(|p| p.into_inner()).insert(k, to_core);
+    registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(k, to_core);
     let mut shutdown = shared.shutdown.clone();
     tokio::spawn(async move {
         shutdown.wait().await;
-        registry().lock().unwrap_or_else(|p| p.into_inner()).remove(&k);
+        registry()
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&k);
     });
 }
 
@@ -53,9 +59,17 @@ struct WsState {
 }
 
 pub(crate) fn routes(shared: &Shared) -> Router {
-    let local = shared.config.http.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let state = WsState { key: key(shared), local };
-    Router::new().route("/sip", get(upgrade)).layer(Extension(state))
+    let local = shared
+        .config
+        .http
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let state = WsState {
+        key: key(shared),
+        local,
+    };
+    Router::new()
+        .route("/sip", get(upgrade))
+        .layer(Extension(state))
 }
 
 async fn upgrade(
@@ -65,14 +79,25 @@ async fn upgrade(
 ) -> Response {
     let ws = ws.protocols(["sip"]);
     if ws.selected_protocol().is_none() {
-        let why = "WebSocket SIP needs the `sip` subprotocol (Sec-WebSocket-Protocol: sip, RFC 7118)";
+        let why =
+            "WebSocket SIP needs the `sip` subprotocol (Sec-WebSocket-Protocol: sip, RFC 7118)";
         return (StatusCode::BAD_REQUEST, why).into_response();
     }
-    let core = registry().lock().unwrap_or_else(|p| p.into_inner()).get(&state.key).cloned();
+    let core = registry()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&state.key)
+        .cloned();
     let (Some(core), Some(slot)) = (core, Slot::take()) else {
-        return (StatusCode::SERVICE_UNAVAILABLE, "SIP is not running or is at its connection limit").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SIP is not running or is at its connection limit",
+        )
+            .into_response();
     };
-    let remote = peer.map(|Extension(ConnectInfo(a))| a).unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let remote = peer
+        .map(|Extension(ConnectInfo(a))| a)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     ws.max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
             serve(socket, state.local, remote, core).await;
@@ -81,9 +106,19 @@ async fn upgrade(
         .into_response()
 }
 
-async fn serve(mut socket: WebSocket, local: SocketAddr, remote: SocketAddr, core: mpsc::Sender<ToCore>) {
+async fn serve(
+    mut socket: WebSocket,
+    local: SocketAddr,
+    remote: SocketAddr,
+    core: mpsc::Sender<ToCore>,
+) {
     let conn = next_conn();
-    let flow = Flow { transport: Transport::Wss, local, remote, conn: Some(conn) };
+    let flow = Flow {
+        transport: Transport::Wss,
+        local,
+        remote,
+        conn: Some(conn),
+    };
     let (tx, mut out) = mpsc::channel::<Vec<u8>>(256);
     if core.send(ToCore::Opened { conn, tx }).await.is_err() {
         return;

@@ -9,7 +9,11 @@ use std::time::Duration;
 use natter_server::{Config, Listening, ShutdownTrigger};
 
 pub const DOMAIN: &str = "localhost";
-pub const USERS: &[(&str, &str)] = &[("alice", "alice-pw"), ("bob", "bob-pw"), ("carol", "carol-pw")];
+pub const USERS: &[(&str, &str)] = &[
+    ("alice", "alice-pw"),
+    ("bob", "bob-pw"),
+    ("carol", "carol-pw"),
+];
 
 pub struct TestServer {
     pub data: PathBuf,
@@ -21,7 +25,8 @@ pub struct TestServer {
 impl TestServer {
     /// Start with SIP on UDP+TCP, TLS and HTTPS on loopback ports chosen by the OS.
     pub fn start(name: &str) -> TestServer {
-        let data = std::env::temp_dir().join(format!("natter-sip-test-{name}-{}", std::process::id()));
+        let data =
+            std::env::temp_dir().join(format!("natter-sip-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         TestServer::start_in(data)
     }
@@ -51,7 +56,11 @@ impl TestServer {
         let (trigger, shutdown) = natter_server::Shutdown::new();
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let r = natter_server::run(config, shutdown, |s| {
                     let _ = tx.send(s.listening.clone());
@@ -62,8 +71,15 @@ impl TestServer {
                 }
             });
         });
-        let listening = rx.recv_timeout(Duration::from_secs(20)).expect("server started");
-        TestServer { data, listening, trigger: Some(trigger), thread: Some(thread) }
+        let listening = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("server started");
+        TestServer {
+            data,
+            listening,
+            trigger: Some(trigger),
+            thread: Some(thread),
+        }
     }
 
     pub fn addr(&self, service: &str, transport: &str) -> SocketAddr {
@@ -101,14 +117,18 @@ pub fn sipp() -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!("SKIPPED: sipp is not installed (apt-get install sip-tester); sipp scenarios not run");
+        eprintln!(
+            "SKIPPED: sipp is not installed (apt-get install sip-tester); sipp scenarios not run"
+        );
         None
     }
 }
 
 /// The repository's `tests/sipp` directory.
 pub fn scenario(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/sipp").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/sipp")
+        .join(name)
 }
 
 /// Run one sipp scenario to completion; returns (success, stdout+stderr).
@@ -133,11 +153,19 @@ pub fn run_sipp(args: &[&str], timeout: Duration) -> (bool, String) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 /// A free UDP port on loopback for a sipp instance.
 pub fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
