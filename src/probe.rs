@@ -81,6 +81,11 @@ pub struct ProbeReport {
 /// Runs the probe against `options.server`. Fails with a message naming the server when
 /// it does not answer at all.
 pub fn run(options: ProbeOptions) -> anyhow::Result<ProbeReport> {
+    if options.timeout < Duration::from_millis(1) {
+        bail!(
+            "--timeout-ms must be at least 1 (it is how long each STUN test waits for an answer)"
+        );
+    }
     let server = resolve(&options.server)?;
     let mut sockets = Sockets::bind(server)?;
     let local_address = local_address_toward(server, sockets.mapping_port());

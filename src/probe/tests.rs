@@ -312,3 +312,13 @@ fn resolve_accepts_host_with_and_without_port() {
         .to_string()
         .contains("HOST:PORT"));
 }
+
+#[test]
+fn zero_timeout_is_refused_at_the_edge() {
+    let options = super::ProbeOptions {
+        timeout: Duration::ZERO,
+        ..Default::default()
+    };
+    let err = super::run(options).unwrap_err().to_string();
+    assert!(err.contains("--timeout-ms"), "{err}");
+}
