@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use natter_media::codec::{self, Codec, Encoded, Encoder, EncoderSettings, OpusConfig, OpusEncoder};
+use natter_media::codec::{
+    self, Codec, Encoded, Encoder, EncoderSettings, OpusConfig, OpusEncoder,
+};
 use natter_media::jitter::{JitterBuffer, JitterConfig};
 use natter_media::quality::compare;
 use natter_media::resample::resample;
@@ -34,11 +36,17 @@ fn main() {
         Some(path) => load(Path::new(&path)),
         None => synthetic(),
     };
-    let complexity: u8 = args.next().and_then(|c| c.parse().ok()).unwrap_or(OpusConfig::default().complexity);
+    let complexity: u8 = args
+        .next()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(OpusConfig::default().complexity);
     COMPLEXITY.store(complexity, std::sync::atomic::Ordering::Relaxed);
     println!("opus complexity {complexity}");
     write(&out.join("ref.wav"), &speech);
-    println!("speech: {:.1} s at {RATE} Hz", speech.len() as f64 / f64::from(RATE));
+    println!(
+        "speech: {:.1} s at {RATE} Hz",
+        speech.len() as f64 / f64::from(RATE)
+    );
 
     for kbps in [16, 24, 32] {
         let received = through(&speech, kbps * 1000, None);
@@ -56,9 +64,16 @@ fn main() {
             if loss == 0 && fec {
                 continue;
             }
-            let net = Net { loss: f64::from(loss) / 100.0, jitter_ms, fec };
+            let net = Net {
+                loss: f64::from(loss) / 100.0,
+                jitter_ms,
+                fec,
+            };
             let received = through(&speech, 24_000, Some(&net));
-            let name = format!("jb_loss{loss}_jitter{jitter_ms}_{}", if fec { "fec" } else { "nofec" });
+            let name = format!(
+                "jb_loss{loss}_jitter{jitter_ms}_{}",
+                if fec { "fec" } else { "nofec" }
+            );
             write(&out.join(format!("{name}.wav")), &received);
             report(&name, &speech, &received);
         }
@@ -69,8 +84,14 @@ fn main() {
 fn load(path: &Path) -> Vec<i16> {
     let mut reader = hound::WavReader::open(path).expect("read speech WAV");
     let spec = reader.spec();
-    let raw: Vec<i16> = reader.samples::<i16>().map(|s| s.expect("16-bit samples")).collect();
-    let mono: Vec<i16> = raw.chunks(usize::from(spec.channels)).map(|c| c[0]).collect();
+    let raw: Vec<i16> = reader
+        .samples::<i16>()
+        .map(|s| s.expect("16-bit samples"))
+        .collect();
+    let mono: Vec<i16> = raw
+        .chunks(usize::from(spec.channels))
+        .map(|c| c[0])
+        .collect();
     resample(&mono, spec.sample_rate, RATE)
 }
 
@@ -79,9 +100,15 @@ fn synthetic() -> Vec<i16> {
     (0..RATE as usize * 4)
         .map(|i| {
             let t = i as f64 / f64::from(RATE);
-            let env = if (t / 0.6).fract() < 0.75 { ((t / 0.15).fract() * std::f64::consts::PI).sin() } else { 0.0 };
+            let env = if (t / 0.6).fract() < 0.75 {
+                ((t / 0.15).fract() * std::f64::consts::PI).sin()
+            } else {
+                0.0
+            };
             let f0 = 120.0 + 30.0 * (t * 1.7).sin();
-            let s: f64 = (1..20).map(|k| (2.0 * std::f64::consts::PI * f0 * f64::from(k) * t).sin() / f64::from(k)).sum();
+            let s: f64 = (1..20)
+                .map(|k| (2.0 * std::f64::consts::PI * f0 * f64::from(k) * t).sin() / f64::from(k))
+                .sum();
             (5000.0 * env * s) as i16
         })
         .collect()
@@ -111,13 +138,32 @@ struct Net {
 
 fn encoder(bitrate: u32, net: Option<&Net>) -> Box<dyn Encoder> {
     let fec = net.is_some_and(|n| n.fec);
-    let loss = if fec { net.map_or(0, |n| (n.loss * 100.0) as u8) } else { 0 };
-    opus(bitrate, fec, loss, COMPLEXITY.load(std::sync::atomic::Ordering::Relaxed))
+    let loss = if fec {
+        net.map_or(0, |n| (n.loss * 100.0) as u8)
+    } else {
+        0
+    };
+    opus(
+        bitrate,
+        fec,
+        loss,
+        COMPLEXITY.load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 fn opus(bitrate: u32, fec: bool, expected_loss_pct: u8, complexity: u8) -> Box<dyn Encoder> {
-    let settings = EncoderSettings { bitrate_bps: bitrate, fec, expected_loss_pct, ..EncoderSettings::default() };
-    let config = OpusConfig { sample_rate: RATE, settings, complexity, ..OpusConfig::default() };
+    let settings = EncoderSettings {
+        bitrate_bps: bitrate,
+        fec,
+        expected_loss_pct,
+        ..EncoderSettings::default()
+    };
+    let config = OpusConfig {
+        sample_rate: RATE,
+        settings,
+        complexity,
+        ..OpusConfig::default()
+    };
     Box::new(OpusEncoder::new(config).expect("Opus encoder"))
 }
 
@@ -198,7 +244,11 @@ fn cpu(speech: &[i16]) {
     for (label, codec, fec, complexity) in cases {
         let rate = if codec == Codec::Opus { RATE } else { 8_000 };
         let loss = if fec { 10 } else { 0 };
-        let settings = EncoderSettings { fec, expected_loss_pct: loss, ..EncoderSettings::default() };
+        let settings = EncoderSettings {
+            fec,
+            expected_loss_pct: loss,
+            ..EncoderSettings::default()
+        };
         let mut enc = match codec {
             Codec::Opus => opus(24_000, fec, loss, complexity),
             _ => codec::new_encoder(codec, rate, &settings).expect("encoder"),
@@ -223,7 +273,12 @@ fn cpu(speech: &[i16]) {
             enc.encode(frame, &mut packet).expect("encode");
             let b = Instant::now();
             let now = t0 + Duration::from_millis(20 * i as u64);
-            jb.push(now, i as u16, (i as u32).wrapping_mul(ticks), packet.clone());
+            jb.push(
+                now,
+                i as u16,
+                (i as u32).wrapping_mul(ticks),
+                packet.clone(),
+            );
             let playout = jb.pop(now + Duration::from_millis(1));
             let c = Instant::now();
             codec::render(dec.as_mut(), &playout, &mut out).expect("render");
@@ -238,8 +293,14 @@ fn cpu(speech: &[i16]) {
         // encode, jitter buffer and decode is apportioned from wall-clock shares.
         let cpu = thread_cpu().zip(cpu_start).map(|(end, start)| end - start);
         let wall = t_enc + t_jb + t_dec;
-        let busy = cpu.filter(|c| *c > Duration::from_millis(50)).unwrap_or(wall).min(wall);
-        let us = |t: Duration| busy.as_secs_f64() * 1e6 / f64::from(done.max(1)) * (t.as_secs_f64() / wall.as_secs_f64().max(1e-12));
+        let busy = cpu
+            .filter(|c| *c > Duration::from_millis(50))
+            .unwrap_or(wall)
+            .min(wall);
+        let us = |t: Duration| {
+            busy.as_secs_f64() * 1e6 / f64::from(done.max(1))
+                * (t.as_secs_f64() / wall.as_secs_f64().max(1e-12))
+        };
         let per_frame = us(wall);
         println!(
             "cpu {label:>16}: {per_frame:6.1} µs per 20 ms frame (encode {:.1}, jitter buffer {:.1}, decode {:.1}) = {:.2} % of one core per call [{}]",

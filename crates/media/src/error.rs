@@ -31,7 +31,9 @@ pub enum MediaError {
     #[error("invalid codec setting: {0}")]
     InvalidSetting(String),
     /// A frame of the wrong length was handed to an encoder.
-    #[error("encoder expects frames of {expected} samples, got {got}: feed exactly one frame per call")]
+    #[error(
+        "encoder expects frames of {expected} samples, got {got}: feed exactly one frame per call"
+    )]
     FrameSize {
         /// Samples the encoder wants.
         expected: usize,

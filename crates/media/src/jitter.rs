@@ -257,7 +257,14 @@ impl JitterBuffer {
             }
         }
         self.learn_frame(ext_seq, ext_ts);
-        self.packets.insert(ext_seq, Entry { seq, ts: ext_ts, payload });
+        self.packets.insert(
+            ext_seq,
+            Entry {
+                seq,
+                ts: ext_ts,
+                payload,
+            },
+        );
         self.classify_blind_gap();
         self.enforce_capacity();
     }
@@ -368,7 +375,12 @@ impl JitterBuffer {
             self.transit.pop_front();
         }
         if self.newest.is_none_or(|n| ext_seq > n.seq) {
-            self.newest = Some(Newest { seq: ext_seq, ts: ext_ts, arrival, transit });
+            self.newest = Some(Newest {
+                seq: ext_seq,
+                ts: ext_ts,
+                arrival,
+                transit,
+            });
         }
     }
 
@@ -398,8 +410,13 @@ impl JitterBuffer {
             self.packets.pop_first();
             self.stats.overflow += 1;
         }
-        if let (Some(cursor), Some((&seq, e))) = (self.play.as_mut(), self.packets.first_key_value()) {
-            if seq > cursor.seq && self.stats.overflow > 0 && e.ts > cursor.ts + 4 * self.frame_ticks {
+        if let (Some(cursor), Some((&seq, e))) =
+            (self.play.as_mut(), self.packets.first_key_value())
+        {
+            if seq > cursor.seq
+                && self.stats.overflow > 0
+                && e.ts > cursor.ts + 4 * self.frame_ticks
+            {
                 // After an overflow the cursor may point far behind what is kept.
                 cursor.seq = seq;
                 cursor.ts = cursor.ts.max(e.ts - self.frame_ticks);
@@ -456,7 +473,9 @@ impl JitterBuffer {
     fn next_playout(&mut self, now: Instant) -> Playout {
         let frame = self.frame_ticks;
         let Some(cursor) = self.play.or_else(|| self.try_start(now)) else {
-            return Playout::ComfortSilence { ticks: tick32(frame) };
+            return Playout::ComfortSilence {
+                ticks: tick32(frame),
+            };
         };
         self.play = Some(cursor);
         match self.slot(cursor) {
@@ -465,7 +484,9 @@ impl JitterBuffer {
             Slot::Lost { .. } if self.delay_of(now, cursor.ts) < self.target_ticks() => {
                 // Below target the missing packet may still come (reordering): wait for it.
                 self.stats.held += ticks_to_dur(self.frame_ticks, self.config.clock_rate);
-                Playout::Conceal { ticks: tick32(self.frame_ticks) }
+                Playout::Conceal {
+                    ticks: tick32(self.frame_ticks),
+                }
             }
             Slot::Lost { seq, ts } => self.play_lost(cursor, seq, ts),
             Slot::Unknown => self.play_unknown(now, cursor),
@@ -484,7 +505,10 @@ impl JitterBuffer {
             .expect("slot() returned Present, so a packet is buffered");
         let duration = self.frame_ticks;
         let delay = self.delay_of(now, entry.ts);
-        self.play = Some(Cursor { ts: entry.ts + duration, seq: ext_seq + 1 });
+        self.play = Some(Cursor {
+            ts: entry.ts + duration,
+            seq: ext_seq + 1,
+        });
         self.blind = Blind::default();
         if self.should_drop_frame(now, delay) {
             self.stats.shrunk += ticks_to_dur(duration, self.config.clock_rate);
@@ -520,8 +544,13 @@ impl JitterBuffer {
             advance += skip;
             self.stats.shrunk += ticks_to_dur(skip, self.config.clock_rate);
         }
-        self.play = Some(Cursor { ts: cursor.ts + advance, seq: cursor.seq });
-        Playout::ComfortSilence { ticks: tick32(ticks) }
+        self.play = Some(Cursor {
+            ts: cursor.ts + advance,
+            seq: cursor.seq,
+        });
+        Playout::ComfortSilence {
+            ticks: tick32(ticks),
+        }
     }
 
     fn play_lost(&mut self, cursor: Cursor, seq: i64, ts: i64) -> Playout {
@@ -531,8 +560,15 @@ impl JitterBuffer {
         if gap <= frame + frame / 2 {
             self.stats.lost += (seq - cursor.seq).max(1) as u64;
             self.play = Some(Cursor { ts, seq });
-            let payload = self.packets.get(&seq).map(|e| e.payload.clone()).unwrap_or_default();
-            return Playout::FecRecover { next_payload: payload, ticks: tick32(gap) };
+            let payload = self
+                .packets
+                .get(&seq)
+                .map(|e| e.payload.clone())
+                .unwrap_or_default();
+            return Playout::FecRecover {
+                next_payload: payload,
+                ticks: tick32(gap),
+            };
         }
         let next_seq = if seq - cursor.seq > 1 {
             self.stats.lost += 1;
@@ -540,22 +576,34 @@ impl JitterBuffer {
         } else {
             cursor.seq
         };
-        self.play = Some(Cursor { ts: cursor.ts + frame, seq: next_seq });
-        Playout::Conceal { ticks: tick32(frame) }
+        self.play = Some(Cursor {
+            ts: cursor.ts + frame,
+            seq: next_seq,
+        });
+        Playout::Conceal {
+            ticks: tick32(frame),
+        }
     }
 
     fn play_unknown(&mut self, now: Instant, cursor: Cursor) -> Playout {
         let frame = self.frame_ticks;
         if self.delay_of(now, cursor.ts) >= self.target_ticks() {
-            self.play = Some(Cursor { ts: cursor.ts + frame, seq: cursor.seq });
+            self.play = Some(Cursor {
+                ts: cursor.ts + frame,
+                seq: cursor.seq,
+            });
         }
         let blind_limit = dur_to_ticks(self.config.blind_conceal, self.config.clock_rate);
         if self.blind.concealed_ticks < blind_limit {
             self.blind.concealed_ticks += frame;
-            Playout::Conceal { ticks: tick32(frame) }
+            Playout::Conceal {
+                ticks: tick32(frame),
+            }
         } else {
             self.blind.silence_ticks += frame;
-            Playout::ComfortSilence { ticks: tick32(frame) }
+            Playout::ComfortSilence {
+                ticks: tick32(frame),
+            }
         }
     }
 
@@ -599,7 +647,17 @@ mod tests {
         jb.push(t0, 1, 160, vec![1]);
         assert_eq!(jb.poll_timeout(), Some(at(t0, 40)));
         let first = jb.pop(at(t0, 40));
-        assert!(matches!(first, Playout::Frame { seq: 1, ticks: 160, .. }), "{first:?}");
+        assert!(
+            matches!(
+                first,
+                Playout::Frame {
+                    seq: 1,
+                    ticks: 160,
+                    ..
+                }
+            ),
+            "{first:?}"
+        );
         assert_eq!(jb.poll_timeout(), Some(at(t0, 60)));
     }
 
@@ -616,7 +674,10 @@ mod tests {
     #[test]
     fn overflow_keeps_the_newest_packets() {
         let t0 = Instant::now();
-        let config = JitterConfig { capacity: 5, ..JitterConfig::new(48_000) };
+        let config = JitterConfig {
+            capacity: 5,
+            ..JitterConfig::new(48_000)
+        };
         let mut jb = JitterBuffer::new(config);
         for i in 0..10u16 {
             jb.push(at(t0, u64::from(i)), i, u32::from(i) * 960, vec![]);
@@ -625,7 +686,10 @@ mod tests {
         assert_eq!(jb.stats().overflow, 5);
         // Packets 0–4 are gone; playout starts at 5 (or 6, if it drops one to cut the delay).
         let first = jb.pop(at(t0, 400));
-        assert!(matches!(first, Playout::Frame { seq: 5 | 6, .. }), "{first:?}");
+        assert!(
+            matches!(first, Playout::Frame { seq: 5 | 6, .. }),
+            "{first:?}"
+        );
     }
 
     #[test]

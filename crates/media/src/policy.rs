@@ -111,7 +111,11 @@ impl RatePolicy {
 
     /// Takes in one report; returns the new settings when they changed.
     pub fn handle_report(&mut self, now: Instant, report: &Report) -> Option<EncoderSettings> {
-        let loss = if report.loss_fraction.is_finite() { report.loss_fraction.clamp(0.0, 1.0) } else { 0.0 };
+        let loss = if report.loss_fraction.is_finite() {
+            report.loss_fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self.loss = 0.5 * self.loss + 0.5 * loss;
         let before = self.settings;
         self.adapt_fec(now);
@@ -247,7 +251,10 @@ mod tests {
         let mut p = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
         let mut t = Instant::now();
         let lossy = feed(&mut p, &mut t, 5, report(0.05, 40, 5));
-        assert!(lossy[0].fec, "FEC on at the first 5 % report (smoothed 2.5 %)");
+        assert!(
+            lossy[0].fec,
+            "FEC on at the first 5 % report (smoothed 2.5 %)"
+        );
         assert_eq!(lossy[4].expected_loss_pct, 5);
         assert_eq!(lossy[4].bitrate_bps, 24_000, "5 % loss is not congestion");
         let calm = feed(&mut p, &mut t, 20, report(0.0, 40, 5));
@@ -278,7 +285,10 @@ mod tests {
         let bad = feed(&mut p, &mut t, 12, report(0.2, 80, 20));
         let rates: Vec<u32> = bad.iter().map(|s| s.bitrate_bps).collect();
         // One rung per 2 s: 24k → 20k → 16k → 12k, then 40 ms packets.
-        assert_eq!(rates[0], 24_000, "the smoothed loss crosses 10 % on the 2nd report");
+        assert_eq!(
+            rates[0], 24_000,
+            "the smoothed loss crosses 10 % on the 2nd report"
+        );
         assert_eq!(rates[1], 20_000);
         assert_eq!(rates[3], 16_000);
         assert_eq!(rates[5], 12_000);
@@ -287,7 +297,11 @@ mod tests {
         assert!(bad[11].fec && bad[11].expected_loss_pct >= 19);
         let good = feed(&mut p, &mut t, 60, report(0.0, 40, 5));
         assert_eq!(good[20].frame_ms, 20, "packets shorten first");
-        assert!(good[59].bitrate_bps >= 24_000, "climbed back to {}", good[59].bitrate_bps);
+        assert!(
+            good[59].bitrate_bps >= 24_000,
+            "climbed back to {}",
+            good[59].bitrate_bps
+        );
         assert!(!good[59].fec);
     }
 
@@ -295,7 +309,11 @@ mod tests {
     fn high_rtt_or_jitter_alone_counts_as_congestion_and_nan_is_ignored() {
         let mut p = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
         let t = Instant::now();
-        assert_eq!(p.handle_report(t, &report(0.0, 800, 5)).map(|s| s.bitrate_bps), Some(20_000));
+        assert_eq!(
+            p.handle_report(t, &report(0.0, 800, 5))
+                .map(|s| s.bitrate_bps),
+            Some(20_000)
+        );
         let mut q = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
         assert!(q.handle_report(t, &report(f32::NAN, 40, 5)).is_none());
         assert!(q.handle_report(t, &report(0.0, 40, 100)).is_some());

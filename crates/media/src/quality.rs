@@ -67,7 +67,8 @@ fn delay_impairment(ms: f64) -> f64 {
         return 0.0;
     }
     let x = (ms / 100.0).log2();
-    25.0 * ((1.0 + x.powi(6)).powf(1.0 / 6.0) - 3.0 * (1.0 + (x / 3.0).powi(6)).powf(1.0 / 6.0) + 2.0)
+    25.0 * ((1.0 + x.powi(6)).powf(1.0 / 6.0) - 3.0 * (1.0 + (x / 3.0).powi(6)).powf(1.0 / 6.0)
+        + 2.0)
 }
 
 /// G.107 Annex B: MOS (conversational quality estimate) from R.
@@ -131,7 +132,8 @@ fn align(reference: &[i16], received: &[i16], max: isize) -> isize {
         .take(5)
         .flat_map(|&(_, lag)| {
             let centre = lag * STEP as isize;
-            ((centre - span)..=(centre + span)).map(|l| (correlation_at(reference, received, l, 1), l))
+            ((centre - span)..=(centre + span))
+                .map(|l| (correlation_at(reference, received, l, 1), l))
         })
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map_or(0, |(_, lag)| lag)
@@ -140,7 +142,7 @@ fn align(reference: &[i16], received: &[i16], max: isize) -> isize {
 /// Normalised correlation of `a[n]` with `b[n + lag]` over their overlap.
 fn correlation_at(a: &[i16], b: &[i16], lag: isize, stride: usize) -> f64 {
     let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
-    let mut n = 0usize.max((-lag).max(0) as usize);
+    let mut n = (-lag).max(0) as usize;
     while n < a.len() {
         let m = n as isize + lag;
         if m >= b.len() as isize {
@@ -174,7 +176,11 @@ fn seg_snr(reference: &[i16], received: &[i16], lag: isize, segment: usize) -> f
         if signal / (segment as f64) < (32768.0f64 * 0.0056).powi(2) {
             continue;
         }
-        let noise: f64 = seg.iter().zip(got).map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2)).sum();
+        let noise: f64 = seg
+            .iter()
+            .zip(got)
+            .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+            .sum();
         let snr = 10.0 * (signal / noise.max(1e-9)).log10();
         total += snr.clamp(-10.0, 35.0);
         count += 1;
@@ -222,8 +228,14 @@ mod tests {
         let lossy = estimate_mos(&input(50, 0.05, Codec::Opus, 24_000));
         let thin = estimate_mos(&input(50, 0.0, Codec::Opus, 12_000));
         assert!(good > 4.3, "{good}");
-        assert!(late < good - 0.3 && lossy < good - 0.4 && thin < good, "{late} {lossy} {thin}");
-        let bursty = EModelInput { burst_ratio: 3.0, ..input(50, 0.05, Codec::Opus, 24_000) };
+        assert!(
+            late < good - 0.3 && lossy < good - 0.4 && thin < good,
+            "{late} {lossy} {thin}"
+        );
+        let bursty = EModelInput {
+            burst_ratio: 3.0,
+            ..input(50, 0.05, Codec::Opus, 24_000)
+        };
         assert!(estimate_mos(&bursty) < lossy);
     }
 
@@ -232,7 +244,8 @@ mod tests {
             .map(|i| {
                 let t = i as f64 / rate;
                 let env = (t * 3.0 * std::f64::consts::PI).sin().abs();
-                let s = (t * 2.0 * std::f64::consts::PI * 180.0).sin() + 0.5 * (t * 2.0 * std::f64::consts::PI * 720.0).sin();
+                let s = (t * 2.0 * std::f64::consts::PI * 180.0).sin()
+                    + 0.5 * (t * 2.0 * std::f64::consts::PI * 720.0).sin();
                 (8000.0 * env * s) as i16
             })
             .collect()

@@ -40,7 +40,11 @@ fn sample_at(input: &[i16], t: f64, cutoff: f64, half_width: f64) -> i16 {
 
 fn kernel(x: f64, cutoff: f64, half_width: f64) -> f64 {
     let arg = PI * cutoff * x;
-    let sinc = if x.abs() < 1e-12 { 1.0 } else { arg.sin() / arg };
+    let sinc = if x.abs() < 1e-12 {
+        1.0
+    } else {
+        arg.sin() / arg
+    };
     let p = (x / half_width + 1.0) / 2.0; // 0..1 across the window
     let window = 0.42 - 0.5 * (2.0 * PI * p).cos() + 0.08 * (4.0 * PI * p).cos();
     sinc * window
@@ -71,11 +75,19 @@ mod tests {
 
     #[test]
     fn keeps_in_band_tones_and_length() {
-        for (from, to) in [(44_100, 16_000), (8_000, 48_000), (48_000, 16_000), (32_000, 48_000)] {
+        for (from, to) in [
+            (44_100, 16_000),
+            (8_000, 48_000),
+            (48_000, 16_000),
+            (32_000, 48_000),
+        ] {
             let out = resample(&sine(from, 1000.0, 0.5), from, to);
             assert_eq!(out.len(), to as usize / 2, "{from}->{to}");
             let a = amplitude(&out, to, 1000.0);
-            assert!((a - 10_000.0).abs() < 300.0, "{from}->{to}: 1 kHz amplitude {a}");
+            assert!(
+                (a - 10_000.0).abs() < 300.0,
+                "{from}->{to}: 1 kHz amplitude {a}"
+            );
         }
     }
 

@@ -89,7 +89,10 @@ fn describe(spec: &hound::WavSpec) -> String {
         2 => "stereo".to_string(),
         n => format!("{n} channels"),
     };
-    format!("{}-bit {kind}, {channels}, {} Hz", spec.bits_per_sample, spec.sample_rate)
+    format!(
+        "{}-bit {kind}, {channels}, {} Hz",
+        spec.bits_per_sample, spec.sample_rate
+    )
 }
 
 /// Header size of a canonical PCM WAV file.
@@ -150,7 +153,8 @@ impl<W: Write + Seek> WavWriter<W> {
     pub fn flush(&mut self) -> Result<(), MediaError> {
         let end = self.inner.stream_position()?;
         self.inner.seek(SeekFrom::Start(4))?;
-        self.inner.write_all(&(36 + self.data_bytes).to_le_bytes())?;
+        self.inner
+            .write_all(&(36 + self.data_bytes).to_le_bytes())?;
         self.inner.seek(SeekFrom::Start(40))?;
         self.inner.write_all(&self.data_bytes.to_le_bytes())?;
         self.inner.seek(SeekFrom::Start(end))?;
@@ -216,7 +220,12 @@ mod tests {
     }
 
     fn spec(channels: u16, rate: u32, bits: u16, format: hound::SampleFormat) -> hound::WavSpec {
-        hound::WavSpec { channels, sample_rate: rate, bits_per_sample: bits, sample_format: format }
+        hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: bits,
+            sample_format: format,
+        }
     }
 
     #[test]
@@ -234,10 +243,22 @@ mod tests {
     #[test]
     fn unsupported_formats_are_named() {
         let cases = [
-            (spec(1, 22_050, 16, hound::SampleFormat::Int), "16-bit integer PCM, mono, 22050 Hz"),
-            (spec(2, 48_000, 32, hound::SampleFormat::Float), "32-bit float, stereo, 48000 Hz"),
-            (spec(1, 16_000, 24, hound::SampleFormat::Int), "24-bit integer PCM, mono, 16000 Hz"),
-            (spec(3, 16_000, 16, hound::SampleFormat::Int), "16-bit integer PCM, 3 channels, 16000 Hz"),
+            (
+                spec(1, 22_050, 16, hound::SampleFormat::Int),
+                "16-bit integer PCM, mono, 22050 Hz",
+            ),
+            (
+                spec(2, 48_000, 32, hound::SampleFormat::Float),
+                "32-bit float, stereo, 48000 Hz",
+            ),
+            (
+                spec(1, 16_000, 24, hound::SampleFormat::Int),
+                "24-bit integer PCM, mono, 16000 Hz",
+            ),
+            (
+                spec(3, 16_000, 16, hound::SampleFormat::Int),
+                "16-bit integer PCM, 3 channels, 16000 Hz",
+            ),
         ];
         for (spec, found) in cases {
             let err = read_wav_from(Cursor::new(wav_bytes(spec, 10))).unwrap_err();
@@ -253,11 +274,20 @@ mod tests {
     fn writer_output_is_valid_after_every_flush() {
         let mut w = WavWriter::new(Cursor::new(Vec::new()), 8_000).unwrap();
         let header_only = w.inner.get_ref().clone();
-        assert_eq!(read_wav_from(Cursor::new(header_only)).unwrap().samples.len(), 0);
+        assert_eq!(
+            read_wav_from(Cursor::new(header_only))
+                .unwrap()
+                .samples
+                .len(),
+            0
+        );
         w.write(&[1, -2, 3]).unwrap();
         w.flush().unwrap();
         let snapshot = w.inner.get_ref().clone();
-        assert_eq!(read_wav_from(Cursor::new(snapshot)).unwrap().samples, vec![1, -2, 3]);
+        assert_eq!(
+            read_wav_from(Cursor::new(snapshot)).unwrap().samples,
+            vec![1, -2, 3]
+        );
         // 200 ms at 8 kHz = 1600 samples triggers a flush by itself.
         w.write(&vec![5; 1600]).unwrap();
         let snapshot = w.inner.get_ref().clone();

@@ -25,57 +25,105 @@ fn clean_path_plays_everything_with_little_delay() {
     assert_eq!(r.stats.concealed, Duration::ZERO);
     assert_eq!(r.stats.late + r.stats.lost, 0);
     // No jitter: target sits at the 20 ms floor plus margin rounding, delay below 40 ms.
-    assert!(ms(r.stats.target_delay) <= 20.0 + 0.1, "target {:?}", r.stats.target_delay);
-    assert!(ms(r.stats.mean_playout_delay) < 40.0, "delay {:?}", r.stats.mean_playout_delay);
+    assert!(
+        ms(r.stats.target_delay) <= 20.0 + 0.1,
+        "target {:?}",
+        r.stats.target_delay
+    );
+    assert!(
+        ms(r.stats.mean_playout_delay) < 40.0,
+        "delay {:?}",
+        r.stats.mean_playout_delay
+    );
 }
 
 #[test]
 fn jitter_raises_the_target_and_keeps_concealment_low() {
     let packets = stream(500, 0, 0);
-    let net = Net { jitter: Duration::from_millis(60), seed: 11, ..Net::default() };
+    let net = Net {
+        jitter: Duration::from_millis(60),
+        seed: 11,
+        ..Net::default()
+    };
     let r = run(&packets, &net, opus_config(), SECS);
     assert!(is_increasing(&r.frame_seqs()));
     let target = ms(r.stats.target_delay);
-    assert!((50.0..=80.0).contains(&target), "target {target} ms for 0–60 ms jitter");
+    assert!(
+        (50.0..=80.0).contains(&target),
+        "target {target} ms for 0–60 ms jitter"
+    );
     // Adapting costs a little concealment at the start, then packets arrive in time.
     let concealed = ms(r.stats.concealed);
     assert!(concealed <= 200.0, "concealed {concealed} ms of 10 s");
     assert!(r.stats.late <= 10, "late {}", r.stats.late);
     let delay = ms(r.stats.mean_playout_delay);
-    assert!((40.0..=90.0).contains(&delay), "mean added delay {delay} ms");
+    assert!(
+        (40.0..=90.0).contains(&delay),
+        "mean added delay {delay} ms"
+    );
 }
 
 #[test]
 fn random_loss_is_concealed_or_recovered_frame_for_frame() {
     let packets = stream(500, 0, 0);
-    let net = Net { loss: 0.10, seed: 3, ..Net::default() };
+    let net = Net {
+        loss: 0.10,
+        seed: 3,
+        ..Net::default()
+    };
     let r = run(&packets, &net, opus_config(), SECS);
-    assert!(r.lost_on_wire > 30, "the seed must lose packets ({})", r.lost_on_wire);
+    assert!(
+        r.lost_on_wire > 30,
+        "the seed must lose packets ({})",
+        r.lost_on_wire
+    );
     let fec = r.count(|p| matches!(p, Playout::FecRecover { .. }));
     let conceal = r.count(|p| matches!(p, Playout::Conceal { .. }));
     // Every lost packet becomes exactly one FEC or concealed slot (none at the very end).
     let lost_played = (r.stats.lost) as usize;
-    assert!(lost_played + 2 >= r.lost_on_wire && lost_played <= r.lost_on_wire, "{lost_played} vs {}", r.lost_on_wire);
+    assert!(
+        lost_played + 2 >= r.lost_on_wire && lost_played <= r.lost_on_wire,
+        "{lost_played} vs {}",
+        r.lost_on_wire
+    );
     assert_eq!(fec + conceal, lost_played);
     // Isolated losses can all use the next packet's FEC; only runs of 2+ need concealment.
     assert!(fec * 10 >= lost_played * 8, "fec {fec} of {lost_played}");
-    assert_eq!(ms(r.stats.concealed + r.stats.fec_recovered), 20.0 * lost_played as f64);
+    assert_eq!(
+        ms(r.stats.concealed + r.stats.fec_recovered),
+        20.0 * lost_played as f64
+    );
     assert_eq!(r.stats.late, 0);
 }
 
 #[test]
 fn burst_loss_conceals_the_burst_and_recovers_its_last_packet() {
     let packets = stream(500, 0, 0);
-    let net = Net { burst_start: 0.02, burst_len: 5, seed: 5, ..Net::default() };
+    let net = Net {
+        burst_start: 0.02,
+        burst_len: 5,
+        seed: 5,
+        ..Net::default()
+    };
     let r = run(&packets, &net, opus_config(), SECS);
     let bursts = r.lost_on_wire / 5;
-    assert!(bursts >= 3, "the seed must produce bursts ({})", r.lost_on_wire);
+    assert!(
+        bursts >= 3,
+        "the seed must produce bursts ({})",
+        r.lost_on_wire
+    );
     // Per burst: four slots concealed, the fifth rebuilt from the next packet's FEC.
     let concealed = ms(r.stats.concealed);
     let fec = ms(r.stats.fec_recovered);
     let lost_ms = 20.0 * r.lost_on_wire as f64;
-    assert!((concealed + fec - lost_ms).abs() <= 100.0, "{concealed} + {fec} vs {lost_ms}");
-    assert!(fec >= 20.0 * bursts as f64 * 0.8, "fec {fec} ms for {bursts} bursts");
+    assert!(
+        (concealed + fec - lost_ms).abs() <= 100.0,
+        "{concealed} + {fec} vs {lost_ms}"
+    );
+    assert!(
+        fec >= 20.0 * bursts as f64 * 0.8,
+        "fec {fec} ms for {bursts} bursts"
+    );
     assert!(is_increasing(&r.frame_seqs()));
 }
 
@@ -83,18 +131,37 @@ fn burst_loss_conceals_the_burst_and_recovers_its_last_packet() {
 fn reordered_and_duplicated_packets_play_once_in_order() {
     let packets = stream(300, 0, 0);
     // 30 ms of jitter reorders many neighbours (packets are 20 ms apart).
-    let net = Net { jitter: Duration::from_millis(30), duplicate: true, seed: 9, ..Net::default() };
-    let r = run(&packets, &net, opus_config(), Duration::from_secs(6) + Duration::from_millis(200));
+    let net = Net {
+        jitter: Duration::from_millis(30),
+        duplicate: true,
+        seed: 9,
+        ..Net::default()
+    };
+    let r = run(
+        &packets,
+        &net,
+        opus_config(),
+        Duration::from_secs(6) + Duration::from_millis(200),
+    );
     let seqs = r.frame_seqs();
     assert!(is_increasing(&seqs), "out of order or repeated");
-    assert!(r.stats.duplicate >= 290, "duplicates counted: {}", r.stats.duplicate);
+    assert!(
+        r.stats.duplicate >= 290,
+        "duplicates counted: {}",
+        r.stats.duplicate
+    );
     assert!(seqs.len() + r.stats.late as usize + 10 >= 300);
 }
 
 #[test]
 fn sequence_and_timestamp_wrap_are_seamless() {
     let packets = stream(400, 65_400, u32::MAX - 100 * FRAME_TICKS);
-    let r = run(&packets, &Net::default(), opus_config(), Duration::from_secs(8));
+    let r = run(
+        &packets,
+        &Net::default(),
+        opus_config(),
+        Duration::from_secs(8),
+    );
     let seqs = r.frame_seqs();
     assert!(seqs.len() >= 397);
     assert!(is_increasing(&seqs));
@@ -109,7 +176,12 @@ fn timestamp_jump_restarts_playout_once() {
     for p in &mut packets[200..] {
         p.ts = p.ts.wrapping_add(48_000 * 30); // the sender's clock leaps 30 s
     }
-    let r = run(&packets, &Net::default(), opus_config(), Duration::from_secs(8));
+    let r = run(
+        &packets,
+        &Net::default(),
+        opus_config(),
+        Duration::from_secs(8),
+    );
     assert_eq!(r.stats.resyncs, 1);
     let seqs = r.frame_seqs();
     assert!(seqs.len() >= 395, "played {}", seqs.len());
@@ -123,13 +195,29 @@ fn dtx_gaps_are_silence_not_concealment() {
     // Talk 2 s, DTX silence 1 s (nothing sent, seq stays consecutive), talk 2 s.
     let mut packets = stream(100, 0, 0);
     for (i, p) in stream(100, 100, 150 * FRAME_TICKS).into_iter().enumerate() {
-        packets.push(common::net::Sent { at: FRAME * (150 + i as u32), ..p });
+        packets.push(common::net::Sent {
+            at: FRAME * (150 + i as u32),
+            ..p
+        });
     }
-    let r = run(&packets, &Net::default(), opus_config(), Duration::from_secs(5));
+    let r = run(
+        &packets,
+        &Net::default(),
+        opus_config(),
+        Duration::from_secs(5),
+    );
     assert_eq!(r.frame_seqs().len(), 198.max(r.frame_seqs().len()).min(200));
     assert_eq!(r.stats.lost, 0);
-    assert_eq!(r.stats.concealed, Duration::ZERO, "DTX must not count as concealment");
-    assert!(ms(r.stats.silence) >= 950.0, "silence {:?}", r.stats.silence);
+    assert_eq!(
+        r.stats.concealed,
+        Duration::ZERO,
+        "DTX must not count as concealment"
+    );
+    assert!(
+        ms(r.stats.silence) >= 950.0,
+        "silence {:?}",
+        r.stats.silence
+    );
 }
 
 #[test]
@@ -147,21 +235,36 @@ fn a_very_late_packet_is_dropped_and_concealed() {
     // One 20 ms slot: rebuilt from packet 101's FEC.
     assert_eq!(ms(r.stats.concealed + r.stats.fec_recovered), 20.0);
     // A single late packet must not drag the target to the maximum.
-    assert!(ms(r.stats.target_delay) <= 40.0, "target {:?}", r.stats.target_delay);
+    assert!(
+        ms(r.stats.target_delay) <= 40.0,
+        "target {:?}",
+        r.stats.target_delay
+    );
 }
 
 #[test]
 fn delay_shrinks_after_a_jittery_spell() {
     let packets = stream(750, 0, 0);
-    let jittery = Net { jitter: Duration::from_millis(150), seed: 21, ..Net::default() };
-    let rough = run(&packets[..250], &jittery, opus_config(), Duration::from_secs(5));
+    let jittery = Net {
+        jitter: Duration::from_millis(150),
+        seed: 21,
+        ..Net::default()
+    };
+    let rough = run(
+        &packets[..250],
+        &jittery,
+        opus_config(),
+        Duration::from_secs(5),
+    );
     let high = rough.stats.target_delay;
     // Same stream: 5 s at 150 ms jitter, then 10 s clean.
     let mut arrivals: Vec<(Duration, u16, u32)> = Vec::new();
     let mut rng_delay = 0u64;
     for p in &packets {
         let extra = if p.at < Duration::from_secs(5) {
-            rng_delay = rng_delay.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            rng_delay = rng_delay
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             Duration::from_micros((rng_delay >> 33) % 150_000)
         } else {
             Duration::ZERO
@@ -170,8 +273,19 @@ fn delay_shrinks_after_a_jittery_spell() {
     }
     arrivals.sort_by_key(|a| a.0);
     let r = drive(&arrivals, opus_config(), Duration::from_secs(15), 0);
-    assert!(ms(high) >= 120.0, "jitter should raise the target ({high:?})");
-    assert!(ms(r.stats.target_delay) <= 30.0, "target after calm: {:?}", r.stats.target_delay);
-    assert!(ms(r.stats.playout_delay) <= 45.0, "delay after calm: {:?}", r.stats.playout_delay);
+    assert!(
+        ms(high) >= 120.0,
+        "jitter should raise the target ({high:?})"
+    );
+    assert!(
+        ms(r.stats.target_delay) <= 30.0,
+        "target after calm: {:?}",
+        r.stats.target_delay
+    );
+    assert!(
+        ms(r.stats.playout_delay) <= 45.0,
+        "delay after calm: {:?}",
+        r.stats.playout_delay
+    );
     assert!(r.stats.shrunk > Duration::ZERO);
 }

@@ -13,7 +13,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{oggopus, speech};
-use natter_media::codec::{Decoder, Encoded, Encoder, EncoderSettings, OpusConfig, OpusDecoder, OpusEncoder};
+use natter_media::codec::{
+    Decoder, Encoded, Encoder, EncoderSettings, OpusConfig, OpusDecoder, OpusEncoder,
+};
 use natter_media::quality::{compare, Comparison};
 use natter_media::wav::{read_wav, WavWriter};
 
@@ -21,7 +23,12 @@ const RATE: u32 = 16_000;
 const FRAME: usize = 320;
 
 fn have_opus_tools() -> bool {
-    let ok = |tool: &str| Command::new(tool).arg("--version").output().is_ok_and(|o| o.status.success());
+    let ok = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     if ok("opusenc") && ok("opusdec") {
         return true;
     }
@@ -30,8 +37,15 @@ fn have_opus_tools() -> bool {
 }
 
 fn encode_with_opus_rs(pcm: &[i16], bitrate: u32) -> Vec<Vec<u8>> {
-    let settings = EncoderSettings { bitrate_bps: bitrate, ..EncoderSettings::default() };
-    let mut enc = OpusEncoder::new(OpusConfig { settings, ..OpusConfig::default() }).unwrap();
+    let settings = EncoderSettings {
+        bitrate_bps: bitrate,
+        ..EncoderSettings::default()
+    };
+    let mut enc = OpusEncoder::new(OpusConfig {
+        settings,
+        ..OpusConfig::default()
+    })
+    .unwrap();
     pcm.chunks_exact(FRAME)
         .map(|frame| {
             let mut packet = Vec::new();
@@ -57,7 +71,11 @@ fn decode_at(packets: &[Vec<u8>], rate: u32) -> Vec<i16> {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("spawn opus-tools");
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn write_wav(path: &Path, pcm: &[i16]) {
@@ -94,7 +112,12 @@ fn opus_rs_packets_decode_with_libopus() {
     let ogg = dir.join("opus-rs.opus");
     oggopus::write(&ogg, &packets, 960, RATE);
     let wav = dir.join("libopus.wav");
-    run(Command::new("opusdec").args(["--quiet", "--no-dither"]).arg("--rate").arg("16000").arg(&ogg).arg(&wav));
+    run(Command::new("opusdec")
+        .args(["--quiet", "--no-dither"])
+        .arg("--rate")
+        .arg("16000")
+        .arg(&ogg)
+        .arg(&wav));
     let by_libopus = read_wav(&wav).unwrap();
     assert_eq!(by_libopus.rate, RATE);
     let by_opus_rs = decode_with_opus_rs(&packets);
@@ -105,20 +128,43 @@ fn opus_rs_packets_decode_with_libopus() {
     report("opus-rs → libopus", &libopus);
     println!("speech from espeak-ng: {real}");
     // libopus hears the speech as well as opus-rs's own decoder does.
-    assert!(libopus.correlation > 0.8, "correlation {:.3}", libopus.correlation);
+    assert!(
+        libopus.correlation > 0.8,
+        "correlation {:.3}",
+        libopus.correlation
+    );
     assert!(libopus.correlation > ceiling.correlation - 0.02);
     assert!(libopus.seg_snr_db > ceiling.seg_snr_db - 1.0);
     // Same packets, two decoders, compared at 48 kHz (opusdec decodes at
     // 48 kHz and resamples other rates, which would blur the comparison).
     let wav48 = dir.join("libopus-48k.wav");
-    run(Command::new("opusdec").args(["--quiet", "--no-dither", "--rate", "48000"]).arg(&ogg).arg(&wav48));
+    run(Command::new("opusdec")
+        .args(["--quiet", "--no-dither", "--rate", "48000"])
+        .arg(&ogg)
+        .arg(&wav48));
     let libopus48 = read_wav(&wav48).unwrap().samples;
     let rs48 = decode_at(&packets, 48_000);
     let decoders = compare(&rs48, &libopus48, 48_000, Duration::from_millis(20));
-    report_at("opus-rs decoder vs libopus decoder (48 kHz)", &decoders, 48_000);
-    assert_eq!(decoders.lag, -i32::from(oggopus::PRE_SKIP) as isize, "libopus trims the pre-skip");
-    assert!(decoders.correlation > 0.999, "decoders disagree: {:.4}", decoders.correlation);
-    assert!(decoders.seg_snr_db > 30.0, "decoders disagree: {:.1} dB", decoders.seg_snr_db);
+    report_at(
+        "opus-rs decoder vs libopus decoder (48 kHz)",
+        &decoders,
+        48_000,
+    );
+    assert_eq!(
+        decoders.lag,
+        -i32::from(oggopus::PRE_SKIP) as isize,
+        "libopus trims the pre-skip"
+    );
+    assert!(
+        decoders.correlation > 0.999,
+        "decoders disagree: {:.4}",
+        decoders.correlation
+    );
+    assert!(
+        decoders.seg_snr_db > 30.0,
+        "decoders disagree: {:.1} dB",
+        decoders.seg_snr_db
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -131,7 +177,10 @@ fn libopus_packets_decode_with_opus_rs() {
     let (pcm, _) = speech::speech(RATE);
     let wav = dir.join("speech.wav");
     write_wav(&wav, &pcm);
-    for (bitrate, label) in [("24", "libopus 24 kb/s"), ("64", "libopus 64 kb/s (CELT/hybrid)")] {
+    for (bitrate, label) in [
+        ("24", "libopus 24 kb/s"),
+        ("64", "libopus 64 kb/s (CELT/hybrid)"),
+    ] {
         let ogg = dir.join(format!("libopus-{bitrate}.opus"));
         run(Command::new("opusenc")
             .args(["--quiet", "--bitrate", bitrate, "--framesize", "20"])
@@ -139,21 +188,49 @@ fn libopus_packets_decode_with_opus_rs() {
             .arg(&ogg));
         let (pre_skip, channels, packets) = oggopus::read(&ogg);
         assert_eq!(channels, 1);
-        assert!(packets.len() >= pcm.len() / FRAME, "{} packets", packets.len());
+        assert!(
+            packets.len() >= pcm.len() / FRAME,
+            "{} packets",
+            packets.len()
+        );
         let decoded = decode_with_opus_rs(&packets);
         let skip = usize::from(pre_skip) / 3; // 48 kHz pre-skip at 16 kHz
         let c = score(&pcm, &decoded[skip.min(decoded.len())..]);
         report(&format!("{label} → opus-rs"), &c);
-        assert!(c.correlation > 0.8, "{label}: correlation {:.3}", c.correlation);
+        assert!(
+            c.correlation > 0.8,
+            "{label}: correlation {:.3}",
+            c.correlation
+        );
         assert!(c.lag.abs() < 80, "{label}: misaligned by {} samples", c.lag);
         // Same packets through libopus's own decoder, compared at 48 kHz.
         let back = dir.join(format!("libopus-{bitrate}.wav"));
-        run(Command::new("opusdec").args(["--quiet", "--no-dither", "--rate", "48000"]).arg(&ogg).arg(&back));
+        run(Command::new("opusdec")
+            .args(["--quiet", "--no-dither", "--rate", "48000"])
+            .arg(&ogg)
+            .arg(&back));
         let reference = read_wav(&back).unwrap();
-        let same = compare(&reference.samples, &decode_at(&packets, 48_000), 48_000, Duration::from_millis(20));
-        report_at(&format!("{label}: opus-rs vs libopus decoder (48 kHz)"), &same, 48_000);
-        assert!(same.correlation > 0.999, "{label}: decoders disagree {:.4}", same.correlation);
-        assert!(same.seg_snr_db > 30.0, "{label}: decoders disagree {:.1} dB", same.seg_snr_db);
+        let same = compare(
+            &reference.samples,
+            &decode_at(&packets, 48_000),
+            48_000,
+            Duration::from_millis(20),
+        );
+        report_at(
+            &format!("{label}: opus-rs vs libopus decoder (48 kHz)"),
+            &same,
+            48_000,
+        );
+        assert!(
+            same.correlation > 0.999,
+            "{label}: decoders disagree {:.4}",
+            same.correlation
+        );
+        assert!(
+            same.seg_snr_db > 30.0,
+            "{label}: decoders disagree {:.1} dB",
+            same.seg_snr_db
+        );
     }
     let _ = std::fs::remove_dir_all(dir);
 }

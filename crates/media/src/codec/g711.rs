@@ -74,7 +74,10 @@ pub fn alaw_decode(byte: u8) -> i16 {
     (if a & 0x80 != 0 { t } else { -t }) as i16
 }
 
-fn law(codec: Codec) -> Result<(fn(i16) -> u8, fn(u8) -> i16), MediaError> {
+/// A companding law: (encode, decode).
+type Law = (fn(i16) -> u8, fn(u8) -> i16);
+
+fn law(codec: Codec) -> Result<Law, MediaError> {
     match codec {
         Codec::Pcmu => Ok((ulaw_encode, ulaw_decode)),
         Codec::Pcma => Ok((alaw_encode, alaw_decode)),
@@ -252,13 +255,16 @@ mod tests {
                 let v = dec(enc(s));
                 assert!(v >= last, "{law:?} not monotonic at {s}");
                 // Quantisation error stays within half the largest step (1024 for µ-law, 512 for A-law) + clip.
-                assert!((i32::from(v) - i32::from(s)).abs() <= 1024, "{law:?} {s} -> {v}");
+                assert!(
+                    (i32::from(v) - i32::from(s)).abs() <= 1024,
+                    "{law:?} {s} -> {v}"
+                );
                 last = v;
             }
         }
     }
 
-    fn law_pair(codec: Codec) -> (fn(i16) -> u8, fn(u8) -> i16) {
+    fn law_pair(codec: Codec) -> Law {
         law(codec).unwrap()
     }
 
@@ -268,14 +274,25 @@ mod tests {
         let mut dec = G711Decoder::new(Codec::Pcma).unwrap();
         let pcm: Vec<i16> = (0..160).map(|i| ((i % 40) as i16 - 20) * 500).collect();
         let mut payload = Vec::new();
-        assert_eq!(enc.encode(&pcm, &mut payload).unwrap(), Encoded::Packet(160));
+        assert_eq!(
+            enc.encode(&pcm, &mut payload).unwrap(),
+            Encoded::Packet(160)
+        );
         let mut out = Vec::new();
         dec.decode(&payload, &mut out).unwrap();
-        let err: i32 = pcm.iter().zip(&out).map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs()).max().unwrap();
+        let err: i32 = pcm
+            .iter()
+            .zip(&out)
+            .map(|(a, b)| (i32::from(*a) - i32::from(*b)).abs())
+            .max()
+            .unwrap();
         assert!(err <= 256, "max error {err}");
         let mut plc = Vec::new();
         dec.conceal(640, &mut plc).unwrap();
-        assert!(plc[..80].iter().any(|&s| s.abs() > 2000), "starts from history");
+        assert!(
+            plc[..80].iter().any(|&s| s.abs() > 2000),
+            "starts from history"
+        );
         assert!(plc[480..].iter().all(|&s| s == 0), "faded out after 60 ms");
         assert!(enc.encode(&pcm[..100], &mut payload).is_err());
         assert!(G711Decoder::new(Codec::Opus).is_err());

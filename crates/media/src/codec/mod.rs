@@ -139,7 +139,8 @@ pub fn render(
     out: &mut Vec<i16>,
 ) -> Result<usize, MediaError> {
     let clock = playout_clock(decoder);
-    let samples = |ticks: u32| (u64::from(ticks) * u64::from(decoder.sample_rate()) / clock) as usize;
+    let samples =
+        |ticks: u32| (u64::from(ticks) * u64::from(decoder.sample_rate()) / clock) as usize;
     match playout {
         Playout::Frame { payload, ticks, .. } => {
             let want = samples(*ticks);

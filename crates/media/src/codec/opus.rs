@@ -85,8 +85,13 @@ impl OpusEncoder {
         }
         // The rate was checked against RATES above, all of which fit an i32.
         let rate = config.sample_rate as i32;
-        let inner = opus_rs::OpusEncoder::new(rate, 1, opus_rs::Application::Voip)
-            .map_err(|reason| MediaError::Codec { codec: "Opus", reason })?;
+        let inner =
+            opus_rs::OpusEncoder::new(rate, 1, opus_rs::Application::Voip).map_err(|reason| {
+                MediaError::Codec {
+                    codec: "Opus",
+                    reason,
+                }
+            })?;
         let mut encoder = Self {
             inner,
             config,
@@ -149,7 +154,10 @@ impl Encoder for OpusEncoder {
         let n = self
             .inner
             .encode_i16(pcm, self.frame_samples, &mut self.scratch[..])
-            .map_err(|reason| MediaError::Codec { codec: "Opus", reason })?;
+            .map_err(|reason| MediaError::Codec {
+                codec: "Opus",
+                reason,
+            })?;
         out.extend_from_slice(&self.scratch[..n]);
         Ok(Encoded::Packet(n))
     }
@@ -197,8 +205,12 @@ impl OpusDecoder {
             )));
         }
         // Checked against RATES above.
-        let inner = opus_rs::OpusDecoder::new(sample_rate as i32, 1)
-            .map_err(|reason| MediaError::Codec { codec: "Opus", reason })?;
+        let inner = opus_rs::OpusDecoder::new(sample_rate as i32, 1).map_err(|reason| {
+            MediaError::Codec {
+                codec: "Opus",
+                reason,
+            }
+        })?;
         let max = sample_rate as usize * MAX_PACKET_MS / 1000;
         Ok(Self {
             inner,
@@ -219,7 +231,10 @@ impl OpusDecoder {
 }
 
 fn push_pcm(pcm: &[f32], out: &mut Vec<i16>) -> usize {
-    out.extend(pcm.iter().map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16));
+    out.extend(
+        pcm.iter()
+            .map(|&s| (s * 32768.0).round().clamp(-32768.0, 32767.0) as i16),
+    );
     pcm.len()
 }
 
@@ -243,7 +258,10 @@ impl Decoder for OpusDecoder {
         let n = self
             .inner
             .decode(payload, max, &mut self.pcm)
-            .map_err(|reason| MediaError::Codec { codec: "Opus", reason })?;
+            .map_err(|reason| MediaError::Codec {
+                codec: "Opus",
+                reason,
+            })?;
         Ok(push_pcm(&self.pcm[..n], out))
     }
 
@@ -252,7 +270,10 @@ impl Decoder for OpusDecoder {
         let got = self
             .inner
             .decode(&[], n, &mut self.pcm[..n])
-            .map_err(|reason| MediaError::Codec { codec: "Opus", reason })?;
+            .map_err(|reason| MediaError::Codec {
+                codec: "Opus",
+                reason,
+            })?;
         Ok(push_pcm(&self.pcm[..got], out))
     }
 
@@ -269,7 +290,10 @@ impl Decoder for OpusDecoder {
         let got = self
             .inner
             .decode_fec(next_payload, n, &mut self.pcm[..n])
-            .map_err(|reason| MediaError::Codec { codec: "Opus", reason })?;
+            .map_err(|reason| MediaError::Codec {
+                codec: "Opus",
+                reason,
+            })?;
         Ok(push_pcm(&self.pcm[..got], out))
     }
 }
@@ -310,7 +334,9 @@ mod tests {
         let mut out = Vec::new();
         for i in 0..25 {
             let mut packet = Vec::new();
-            let enc_result = enc.encode(&tone(16_000, frame, i * frame), &mut packet).unwrap();
+            let enc_result = enc
+                .encode(&tone(16_000, frame, i * frame), &mut packet)
+                .unwrap();
             assert_eq!(enc_result, Encoded::Packet(packet.len()));
             assert_eq!(opus_packet_duration(&packet), Some(960));
             assert_eq!(dec.decode(&packet, &mut out).unwrap(), frame);
@@ -333,12 +359,20 @@ mod tests {
         let mut enc = OpusEncoder::new(config).unwrap();
         let silence = vec![0i16; 320];
         let sent = (0..100)
-            .filter(|_| matches!(enc.encode(&silence, &mut Vec::new()).unwrap(), Encoded::Packet(_)))
+            .filter(|_| {
+                matches!(
+                    enc.encode(&silence, &mut Vec::new()).unwrap(),
+                    Encoded::Packet(_)
+                )
+            })
             .count();
         // 10 hangover frames, then one keepalive per 400 ms over the remaining 1.8 s.
         assert_eq!(sent, 10 + 90 / 20);
         let speech = tone(16_000, 320, 0);
-        assert!(matches!(enc.encode(&speech, &mut Vec::new()).unwrap(), Encoded::Packet(_)));
+        assert!(matches!(
+            enc.encode(&speech, &mut Vec::new()).unwrap(),
+            Encoded::Packet(_)
+        ));
     }
 
     #[test]
@@ -348,9 +382,18 @@ mod tests {
             frame_ms: 30,
             ..EncoderSettings::default()
         };
-        assert!(matches!(enc.apply(&bad), Err(MediaError::InvalidSetting(_))));
+        assert!(matches!(
+            enc.apply(&bad),
+            Err(MediaError::InvalidSetting(_))
+        ));
         let err = enc.encode(&[0; 100], &mut Vec::new()).unwrap_err();
-        assert!(matches!(err, MediaError::FrameSize { expected: 320, got: 100 }));
+        assert!(matches!(
+            err,
+            MediaError::FrameSize {
+                expected: 320,
+                got: 100
+            }
+        ));
         assert!(OpusDecoder::new(44_100).is_err());
         let mut dec = OpusDecoder::new(16_000).unwrap();
         assert!(dec.decode(&[0xff], &mut Vec::new()).is_err());
@@ -371,13 +414,19 @@ mod tests {
         // Silence for 6 frames, then a tone: the tone's first frame is the one lost.
         let packets: Vec<Vec<u8>> = (0..10)
             .map(|i| {
-                let pcm = if i < 6 { vec![0; 320] } else { tone(16_000, 320, i * 320) };
+                let pcm = if i < 6 {
+                    vec![0; 320]
+                } else {
+                    tone(16_000, 320, i * 320)
+                };
                 let mut p = Vec::new();
                 enc.encode(&pcm, &mut p).unwrap();
                 p
             })
             .collect();
-        let rms = |s: &[i16]| (s.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
+        let rms = |s: &[i16]| {
+            (s.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / s.len() as f64).sqrt()
+        };
         let lose_packet_6 = |use_fec: bool| {
             let mut dec = OpusDecoder::new(16_000).unwrap();
             let mut out = Vec::new();
@@ -394,8 +443,14 @@ mod tests {
             rms(&out[start..])
         };
         let (with_fec, concealed) = (lose_packet_6(true), lose_packet_6(false));
-        assert!(with_fec > 1500.0, "FEC should rebuild the tone onset, rms {with_fec}");
-        assert!(concealed < with_fec / 4.0, "concealment alone cannot know the tone ({concealed})");
+        assert!(
+            with_fec > 1500.0,
+            "FEC should rebuild the tone onset, rms {with_fec}"
+        );
+        assert!(
+            concealed < with_fec / 4.0,
+            "concealment alone cannot know the tone ({concealed})"
+        );
     }
 
     #[test]

@@ -114,7 +114,12 @@ pub fn run(packets: &[Sent], net: &Net, config: JitterConfig, duration: Duration
 }
 
 /// Feeds timed arrivals and pops every 20 ms (pops start 3 ms after the first arrival).
-pub fn drive(arrivals: &[(Duration, u16, u32)], config: JitterConfig, duration: Duration, lost_on_wire: usize) -> Run {
+pub fn drive(
+    arrivals: &[(Duration, u16, u32)],
+    config: JitterConfig,
+    duration: Duration,
+    lost_on_wire: usize,
+) -> Run {
     let t0 = Instant::now();
     let mut jb = JitterBuffer::new(config);
     let mut playouts = Vec::new();
@@ -129,7 +134,14 @@ pub fn drive(arrivals: &[(Duration, u16, u32)], config: JitterConfig, duration: 
         playouts.push(jb.pop(t0 + next));
         if std::env::var_os("JB_TRACE_ALL").is_some() && playouts.len() % 25 == 0 {
             let st = jb.stats();
-            eprintln!("t={:?} len={} target={:?} delay={:?} shrunk={:?}", next, jb.len(), st.target_delay, st.playout_delay, st.shrunk);
+            eprintln!(
+                "t={:?} len={} target={:?} delay={:?} shrunk={:?}",
+                next,
+                jb.len(),
+                st.target_delay,
+                st.playout_delay,
+                st.shrunk
+            );
         }
         next += FRAME;
     }
@@ -137,7 +149,11 @@ pub fn drive(arrivals: &[(Duration, u16, u32)], config: JitterConfig, duration: 
     if std::env::var_os("JB_TRACE").is_some() {
         eprintln!("lost on wire {lost_on_wire}: {stats:?}");
     }
-    Run { playouts, stats, lost_on_wire }
+    Run {
+        playouts,
+        stats,
+        lost_on_wire,
+    }
 }
 
 /// Jitter config for Opus's 48 kHz clock.

@@ -23,14 +23,16 @@ pub fn write(path: &Path, packets: &[Vec<u8>], ticks: u64, input_rate: u32) {
     head.extend_from_slice(&input_rate.to_le_bytes());
     head.extend_from_slice(&0i16.to_le_bytes()); // output gain
     head.push(0); // mapping family
-    w.write_packet(head, SERIAL, PacketWriteEndInfo::EndPage, 0).expect("write OpusHead");
+    w.write_packet(head, SERIAL, PacketWriteEndInfo::EndPage, 0)
+        .expect("write OpusHead");
     let vendor = b"natter-media test";
     let mut tags = Vec::new();
     tags.extend_from_slice(b"OpusTags");
     tags.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
     tags.extend_from_slice(vendor);
     tags.extend_from_slice(&0u32.to_le_bytes());
-    w.write_packet(tags, SERIAL, PacketWriteEndInfo::EndPage, 0).expect("write OpusTags");
+    w.write_packet(tags, SERIAL, PacketWriteEndInfo::EndPage, 0)
+        .expect("write OpusTags");
     for (i, p) in packets.iter().enumerate() {
         let granule = u64::from(PRE_SKIP) + (i as u64 + 1) * ticks;
         let end = if i + 1 == packets.len() {
@@ -40,7 +42,8 @@ pub fn write(path: &Path, packets: &[Vec<u8>], ticks: u64, input_rate: u32) {
         } else {
             PacketWriteEndInfo::NormalPacket
         };
-        w.write_packet(p.clone(), SERIAL, end, granule).expect("write audio packet");
+        w.write_packet(p.clone(), SERIAL, end, granule)
+            .expect("write audio packet");
     }
 }
 

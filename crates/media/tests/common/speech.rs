@@ -30,7 +30,12 @@ pub fn speech(rate: u32) -> (Vec<i16>, bool) {
 
 fn espeak(rate: u32) -> Option<Vec<i16>> {
     let path = scratch("espeak").join("speech.wav");
-    let status = Command::new("espeak-ng").arg("-w").arg(&path).arg(TEXT).status().ok()?;
+    let status = Command::new("espeak-ng")
+        .arg("-w")
+        .arg(&path)
+        .arg(TEXT)
+        .status()
+        .ok()?;
     if !status.success() {
         return None;
     }
@@ -53,7 +58,11 @@ pub fn synthetic(rate: u32) -> Vec<i16> {
         let in_word = t - word * 0.6;
         let voiced = in_word < 0.45;
         let syllable = (in_word / 0.15).fract();
-        let env = if voiced { (std::f64::consts::PI * syllable).sin().powf(0.7) } else { 0.0 };
+        let env = if voiced {
+            (std::f64::consts::PI * syllable).sin().powf(0.7)
+        } else {
+            0.0
+        };
         let f0 = 100.0 + 60.0 * (0.5 + 0.5 * (t * 1.7).sin());
         phase += 2.0 * std::f64::consts::PI * f0 / fs;
         let f1 = 500.0 + 300.0 * (t * 2.3 + word).sin();
