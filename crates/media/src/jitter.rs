@@ -405,22 +405,19 @@ impl JitterBuffer {
         }
     }
 
+    /// Drops the oldest packets beyond capacity; playout skips to what is kept
+    /// (concealing the dropped stretch would only add more delay).
     fn enforce_capacity(&mut self) {
+        let mut dropped = false;
         while self.packets.len() > self.config.capacity.max(1) {
             self.packets.pop_first();
             self.stats.overflow += 1;
+            dropped = true;
         }
-        if let (Some(cursor), Some((&seq, e))) =
-            (self.play.as_mut(), self.packets.first_key_value())
-        {
-            if seq > cursor.seq
-                && self.stats.overflow > 0
-                && e.ts > cursor.ts + 4 * self.frame_ticks
-            {
-                // After an overflow the cursor may point far behind what is kept.
-                cursor.seq = seq;
-                cursor.ts = cursor.ts.max(e.ts - self.frame_ticks);
-            }
+        let first = self.packets.first_key_value().map(|(&seq, e)| (seq, e.ts));
+        if let (true, Some(cursor), Some((seq, ts))) = (dropped, self.play.as_mut(), first) {
+            cursor.seq = seq;
+            cursor.ts = ts;
         }
     }
 
@@ -499,6 +496,7 @@ impl JitterBuffer {
     }
 
     fn play_present(&mut self, now: Instant) -> Playout {
+        // Only called when slot() saw a first packet, and nothing removed it since.
         let (ext_seq, entry) = self
             .packets
             .pop_first()

@@ -29,7 +29,9 @@ pub fn speech(rate: u32) -> (Vec<i16>, bool) {
 }
 
 fn espeak(rate: u32) -> Option<Vec<i16>> {
-    let path = scratch("espeak").join("speech.wav");
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = scratch(&format!("espeak-{n}")).join("speech.wav");
     let status = Command::new("espeak-ng")
         .arg("-w")
         .arg(&path)
@@ -42,6 +44,7 @@ fn espeak(rate: u32) -> Option<Vec<i16>> {
     let mut reader = hound::WavReader::open(&path).ok()?;
     let spec = reader.spec();
     let samples: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().ok()?;
+    let _ = std::fs::remove_dir_all(path.parent()?);
     Some(resample(&samples, spec.sample_rate, rate))
 }
 
