@@ -30,8 +30,9 @@ static COMPLEXITY: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::ne
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let out = PathBuf::from(args.next().unwrap_or_else(|| "target/bench-media".into()));
-    std::fs::create_dir_all(&out).expect("create output dir");
+    let dir = PathBuf::from(args.next().unwrap_or_else(|| "target/bench-media".into()));
+    std::fs::create_dir_all(&dir).expect("create output dir");
+    let out = dir.clone();
     let speech = match args.next().filter(|a| a != "-") {
         Some(path) => load(Path::new(&path)),
         None => synthetic(),
@@ -58,6 +59,23 @@ fn main() {
         let received = plain(enc.as_mut(), &speech);
         write(&out.join(format!("codec_24k_c{complexity}.wav")), &received);
         report(&format!("codec_24k_c{complexity}"), &speech, &received);
+    }
+    {
+        // The same at a 48 kHz PCM rate (opus-rs then codes Hybrid fullband),
+        // scored after resampling back to 16 kHz.
+        let up = resample(&speech, RATE, 48_000);
+        let mut enc = opus_at(48_000, 24_000, false, 0, 9);
+        let mut dec = codec::new_decoder(Codec::Opus, 48_000).expect("Opus decoder");
+        let mut decoded = Vec::new();
+        for frame in up.chunks_exact(960) {
+            let mut p = Vec::new();
+            if let Encoded::Packet(_) = enc.encode(frame, &mut p).expect("encode") {
+                dec.decode(&p, &mut decoded).expect("decode");
+            }
+        }
+        let received = resample(&decoded, 48_000, RATE);
+        write(&dir.join("codec_24k_48kHz.wav"), &received);
+        report("codec_24k_48kHz", &speech, &received);
     }
     for (loss, jitter_ms) in [(0u32, 30u64), (5, 0), (5, 30), (10, 0), (10, 30)] {
         for fec in [false, true] {
@@ -152,6 +170,16 @@ fn encoder(bitrate: u32, net: Option<&Net>) -> Box<dyn Encoder> {
 }
 
 fn opus(bitrate: u32, fec: bool, expected_loss_pct: u8, complexity: u8) -> Box<dyn Encoder> {
+    opus_at(RATE, bitrate, fec, expected_loss_pct, complexity)
+}
+
+fn opus_at(
+    rate: u32,
+    bitrate: u32,
+    fec: bool,
+    expected_loss_pct: u8,
+    complexity: u8,
+) -> Box<dyn Encoder> {
     let settings = EncoderSettings {
         bitrate_bps: bitrate,
         fec,
@@ -159,7 +187,7 @@ fn opus(bitrate: u32, fec: bool, expected_loss_pct: u8, complexity: u8) -> Box<d
         ..EncoderSettings::default()
     };
     let config = OpusConfig {
-        sample_rate: RATE,
+        sample_rate: rate,
         settings,
         complexity,
         ..OpusConfig::default()
@@ -232,17 +260,17 @@ fn cpu(speech: &[i16]) {
     let frames: Vec<&[i16]> = speech.chunks_exact(FRAME).collect();
     let total = 1500.max(frames.len());
     let cases = [
-        ("opus 24k c9", Codec::Opus, false, 9),
-        ("opus 24k+FEC c9", Codec::Opus, true, 9),
-        ("opus 24k c5", Codec::Opus, false, 5),
-        ("opus 24k+FEC c5", Codec::Opus, true, 5),
-        ("opus 24k c7", Codec::Opus, false, 7),
-        ("opus 24k+FEC c7", Codec::Opus, true, 7),
-        ("opus 24k c3", Codec::Opus, false, 3),
-        ("pcmu", Codec::Pcmu, false, 0),
+        ("opus 24k c9", Codec::Opus, RATE, false, 9),
+        ("opus 24k+FEC c9", Codec::Opus, RATE, true, 9),
+        ("opus 24k c5", Codec::Opus, RATE, false, 5),
+        ("opus 24k+FEC c5", Codec::Opus, RATE, true, 5),
+        ("opus 24k c7", Codec::Opus, RATE, false, 7),
+        ("opus 24k+FEC c7", Codec::Opus, RATE, true, 7),
+        ("opus 24k c3", Codec::Opus, RATE, false, 3),
+        ("opus 24k 48kHz c9", Codec::Opus, 48_000, false, 9),
+        ("pcmu", Codec::Pcmu, 8_000, false, 0),
     ];
-    for (label, codec, fec, complexity) in cases {
-        let rate = if codec == Codec::Opus { RATE } else { 8_000 };
+    for (label, codec, rate, fec, complexity) in cases {
         let loss = if fec { 10 } else { 0 };
         let settings = EncoderSettings {
             fec,
@@ -250,7 +278,7 @@ fn cpu(speech: &[i16]) {
             ..EncoderSettings::default()
         };
         let mut enc = match codec {
-            Codec::Opus => opus(24_000, fec, loss, complexity),
+            Codec::Opus => opus_at(rate, 24_000, fec, loss, complexity),
             _ => codec::new_encoder(codec, rate, &settings).expect("encoder"),
         };
         let mut dec = codec::new_decoder(codec, rate).expect("decoder");
