@@ -208,6 +208,8 @@ enum Slot {
 }
 
 const SEEN: usize = 1024;
+/// A driver more than this late with its pops starts a new schedule.
+const MAX_CATCH_UP: Duration = Duration::from_millis(200);
 const SEQ_JUMP: i64 = 3000;
 
 impl JitterBuffer {
@@ -273,7 +275,13 @@ impl JitterBuffer {
     pub fn pop(&mut self, now: Instant) -> Playout {
         let playout = self.next_playout(now);
         let step = ticks_to_dur(i64::from(playout.ticks()), self.config.clock_rate);
-        self.next_pop = Some(now + step);
+        // Keep to the playout schedule, so a driver that wakes up late pops
+        // again at once and catches up; after a long stall, start afresh.
+        let base = self
+            .next_pop
+            .filter(|due| now.saturating_duration_since(*due) < MAX_CATCH_UP)
+            .unwrap_or(now);
+        self.next_pop = Some(base + step);
         self.account(&playout);
         playout
     }
@@ -657,6 +665,28 @@ mod tests {
             "{first:?}"
         );
         assert_eq!(jb.poll_timeout(), Some(at(t0, 60)));
+    }
+
+    #[test]
+    fn a_late_driver_catches_up() {
+        let t0 = Instant::now();
+        let mut jb = JitterBuffer::new(JitterConfig::new(48_000));
+        for i in 0..10u16 {
+            jb.push(at(t0, 20 * u64::from(i)), i, u32::from(i) * 960, vec![]);
+        }
+        assert!(matches!(jb.pop(at(t0, 40)), Playout::Frame { seq: 0, .. }));
+        // The driver sleeps 50 ms instead of 20: two pops are due at once.
+        let now = at(t0, 90);
+        let mut popped = 0;
+        while jb.poll_timeout().is_some_and(|t| t <= now) {
+            jb.pop(now);
+            popped += 1;
+        }
+        assert_eq!(
+            popped, 2,
+            "the pops due at 60 and 80 ms; the one at 100 is not yet"
+        );
+        assert_eq!(jb.poll_timeout(), Some(at(t0, 100)));
     }
 
     #[test]
