@@ -13,6 +13,7 @@
 //! [`natter_turn::server`]): the core tells which user it lacks, the driver
 //! looks the keys up on a blocking thread, hands them in, and the core caches them.
 
+mod batch;
 mod driver;
 mod http;
 mod relays;

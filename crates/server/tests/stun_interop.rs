@@ -157,3 +157,42 @@ fn stun_over_tls() {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[test]
+fn rfc5780_change_request_answers_from_the_alternate_address() {
+    let alt: std::net::SocketAddr = format!("127.0.0.2:{}", free_udp_port()).parse().unwrap();
+    let t = start_alt(true, Some(alt), |c| c);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let cases = [
+        (false, false, t.udp),
+        (
+            false,
+            true,
+            std::net::SocketAddr::new(t.udp.ip(), alt.port()),
+        ),
+        (
+            true,
+            false,
+            std::net::SocketAddr::new(alt.ip(), t.udp.port()),
+        ),
+        (true, true, alt),
+    ];
+    for (ip, port, origin) in cases {
+        let req = BindingRequest::new(TransactionId::new([4; 12]))
+            .change_ip(ip)
+            .change_port(port)
+            .build();
+        sock.send_to(&req, t.udp).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, from) = sock.recv_from(&mut buf).unwrap();
+        assert_eq!(
+            from, origin,
+            "answered from the socket CHANGE-REQUEST({ip}, {port}) asks for"
+        );
+        let m = stun::decode(&buf[..n]).unwrap();
+        assert_eq!(m.response_origin(), Some(origin));
+        assert_eq!(m.other_address(), Some(alt));
+        assert_eq!(m.xor_mapped_address(), Some(sock.local_addr().unwrap()));
+    }
+}

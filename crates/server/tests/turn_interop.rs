@@ -186,3 +186,48 @@ fn over_quota_gets_486() {
     assert!(text(&out).contains("486"), "{}", text(&out));
     assert!(t.handle.counters().allocations_refused_quota > 0);
 }
+
+#[test]
+fn http_credentials_work_with_uclient() {
+    if !have("turnutils_uclient") || !have("turnutils_peer") {
+        return;
+    }
+    use base64::Engine as _;
+    use tower::ServiceExt as _;
+    let t = start(true, |c| c);
+    let ask = |password: &str| {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"));
+        let req = axum::http::Request::builder()
+            .uri("/api/turn-credentials")
+            .header("authorization", format!("Basic {auth}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let app = natter_server::turn::http_routes(&t.shared);
+        t.rt.block_on(async move {
+            let resp = app.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, body)
+        })
+    };
+    let (status, _) = ask("wrong");
+    assert_eq!(status, 401);
+    let (status, body) = ask(PASSWORD);
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (user, cred) = (
+        v["username"].as_str().unwrap().to_owned(),
+        v["credential"].as_str().unwrap().to_owned(),
+    );
+    assert!(user.ends_with(":alice"), "{v}");
+    assert_eq!(v["iceServers"][0]["username"], v["username"]);
+    assert!(v["uris"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u.as_str().unwrap().starts_with("turn:127.0.0.1:")));
+    assert!(v["ttl"].as_u64().unwrap() > 0);
+    relay_ok(&t, &["-u", &user, "-w", &cred], t.udp.port(), 2, 20, 1);
+}

@@ -12,6 +12,7 @@ use natter_turn::server::{
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::batch::RecvBatch;
 use super::relays::RelayPool;
 use super::{stream, udp};
 use crate::{Listening, ServeError, Shared};
@@ -79,6 +80,10 @@ pub(super) async fn start(
     let tls = match conf.turns {
         Some(addr) => Some(stream::bind("--turns", addr)?),
         None => None,
+    };
+    let cfg = match listening.first() {
+        Some(l) => cfg.set_primary(l.addr),
+        None => cfg,
     };
     let now = Instant::now();
     let unix = SystemTime::now()
@@ -181,6 +186,56 @@ impl Driver {
             fwd
         };
         if let Some((sock, peer, data)) = forward {
+            // A full socket buffer drops the packet, as a router would.
+            let _ = sock.try_send_to(data, peer);
+        }
+        for t in out {
+            self.send_to_client(t).await;
+        }
+    }
+
+    /// A batch of datagrams from one UDP listener: one core lock for all of them.
+    pub(super) async fn handle_batch(
+        self: &Arc<Self>,
+        local: SocketAddr,
+        source: Source,
+        batch: &RecvBatch,
+    ) {
+        let tuple = |from| FiveTuple {
+            transport: Transport::Udp,
+            client: from,
+            server: local,
+        };
+        let missing: Vec<String> = {
+            let core = self.core();
+            let now = Instant::now();
+            (0..batch.len())
+                .filter_map(|i| batch.get(i))
+                .filter_map(|(b, _)| core.user_to_look_up(now, b))
+                .collect()
+        };
+        for user in missing {
+            let keys = self.lookup(&user).await;
+            self.core().set_user_keys(Instant::now(), &user, keys);
+        }
+        let mut forwards = Vec::with_capacity(batch.len());
+        let mut out = Vec::new();
+        {
+            let mut core = self.core();
+            let now = Instant::now();
+            for (bytes, from) in (0..batch.len()).filter_map(|i| batch.get(i)) {
+                if let Some(f) = core.handle_client(now, tuple(from), source, bytes) {
+                    if let Some(sock) = core.relays().socket(f.relay) {
+                        forwards.push((sock, f.peer, f.data));
+                    }
+                }
+            }
+            while let Some(t) = core.poll_transmit() {
+                out.push(t);
+            }
+            self.spawn_new_relays(&mut core);
+        }
+        for (sock, peer, data) in forwards {
             // A full socket buffer drops the packet, as a router would.
             let _ = sock.try_send_to(data, peer);
         }

@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use natter_turn::binding::Source;
-use natter_turn::server::{FiveTuple, Transport};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use super::batch::RecvBatch;
 use super::driver::Driver;
 use crate::{Listening, ServeError, Shutdown};
 
@@ -71,7 +72,7 @@ fn bind(flag: &'static str, addr: SocketAddr, reuse_port: bool) -> Result<UdpSoc
     UdpSocket::from_std(s.into()).map_err(err)
 }
 
-/// Receive datagrams on `sock` until shutdown.
+/// Receive datagrams on `sock` (in batches) until shutdown.
 pub(super) async fn serve(
     driver: Arc<Driver>,
     sock: Arc<UdpSocket>,
@@ -80,18 +81,16 @@ pub(super) async fn serve(
 ) {
     let Ok(local) = sock.local_addr() else { return };
     let task = tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_536];
+        let mut batch = RecvBatch::new();
         loop {
-            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+            let got = sock
+                .async_io(Interest::READABLE, || batch.recv(&*sock))
+                .await;
+            if got.is_err() {
                 tokio::task::yield_now().await;
                 continue;
-            };
-            let tuple = FiveTuple {
-                transport: Transport::Udp,
-                client: from,
-                server: local,
-            };
-            driver.handle_client(tuple, source, &buf[..n]).await;
+            }
+            driver.handle_batch(local, source, &batch).await;
         }
     });
     shutdown.wait().await;

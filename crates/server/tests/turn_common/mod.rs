@@ -23,7 +23,7 @@ pub struct Turn {
     pub handle: TurnHandle,
     pub shared: Shared,
     _trigger: ShutdownTrigger,
-    _rt: tokio::runtime::Runtime,
+    pub rt: tokio::runtime::Runtime,
     _dir: TempDir,
 }
 
@@ -54,6 +54,15 @@ pub fn start(
     allow_loopback: bool,
     tune: impl FnOnce(ServerConfig) -> ServerConfig + Send + 'static,
 ) -> Turn {
+    start_alt(allow_loopback, None, tune)
+}
+
+/// Like [`start`], with an RFC 5780 alternate address.
+pub fn start_alt(
+    allow_loopback: bool,
+    stun_alt: Option<SocketAddr>,
+    tune: impl FnOnce(ServerConfig) -> ServerConfig + Send + 'static,
+) -> Turn {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -80,6 +89,7 @@ pub fn start(
         turn: Some("127.0.0.1:0".parse().unwrap()),
         turns: Some("127.0.0.1:0".parse().unwrap()),
         relay_ip: Some("127.0.0.1".parse().unwrap()),
+        stun_alt,
         relay_ports: (20000, 60000),
         allow_peer: if allow_loopback {
             vec!["127.0.0.0/8".parse().unwrap()]
@@ -112,7 +122,7 @@ pub fn start(
         handle,
         shared,
         _trigger: trigger,
-        _rt: rt,
+        rt,
         _dir: dir,
     }
 }

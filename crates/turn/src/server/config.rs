@@ -74,6 +74,12 @@ impl ServerConfig {
         &self.realm
     }
 
+    /// The primary address once bound (a listener asked for port 0 learns its port late).
+    pub fn set_primary(mut self, primary: SocketAddr) -> Self {
+        self.primary = primary;
+        self
+    }
+
     /// RFC 5780 alternate address (different IP and port than the primary).
     pub fn set_alternate(mut self, alt: SocketAddr) -> Result<Self, StunError> {
         if alt.ip() == self.primary.ip() || alt.port() == self.primary.port() {
