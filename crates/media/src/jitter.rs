@@ -437,16 +437,21 @@ impl JitterBuffer {
         if self.blind.concealed_ticks == 0 && self.blind.silence_ticks == 0 {
             return;
         }
+        // The gap held `first - cursor.seq` lost packets (none: DTX or a late
+        // packet); that much of it counts as concealment, the rest as silence.
         let clock = self.config.clock_rate;
-        if first == cursor.seq {
-            // Nothing lost: the gap was the sender's silence (DTX) or a late packet.
-            let moved = ticks_to_dur(self.blind.concealed_ticks, clock);
-            self.stats.concealed = self.stats.concealed.saturating_sub(moved);
-            self.stats.silence += moved;
-        } else {
-            let moved = ticks_to_dur(self.blind.silence_ticks, clock);
+        let total = self.blind.concealed_ticks + self.blind.silence_ticks;
+        let lost_ticks = (first - cursor.seq).max(0) * self.frame_ticks;
+        let should_conceal = total.min(lost_ticks);
+        let counted = self.blind.concealed_ticks;
+        if should_conceal >= counted {
+            let moved = ticks_to_dur(should_conceal - counted, clock);
             self.stats.silence = self.stats.silence.saturating_sub(moved);
             self.stats.concealed += moved;
+        } else {
+            let moved = ticks_to_dur(counted - should_conceal, clock);
+            self.stats.concealed = self.stats.concealed.saturating_sub(moved);
+            self.stats.silence += moved;
         }
         self.blind = Blind::default();
     }

@@ -289,3 +289,24 @@ fn delay_shrinks_after_a_jittery_spell() {
     );
     assert!(r.stats.shrunk > Duration::ZERO);
 }
+
+#[test]
+fn a_loss_at_the_start_of_a_dtx_pause_counts_only_the_lost_packet() {
+    // Talk 2 s, then 1 s of DTX; the last packet before the pause is lost.
+    let mut packets = stream(99, 0, 0);
+    for (i, p) in stream(100, 100, 150 * FRAME_TICKS).into_iter().enumerate() {
+        packets.push(common::net::Sent {
+            at: FRAME * (150 + i as u32),
+            ..p
+        });
+    }
+    let r = run(
+        &packets,
+        &Net::default(),
+        opus_config(),
+        Duration::from_secs(5),
+    );
+    assert_eq!(r.stats.lost, 1);
+    assert_eq!(ms(r.stats.concealed), 20.0, "{:?}", r.stats);
+    assert!(ms(r.stats.silence) >= 950.0, "{:?}", r.stats.silence);
+}
