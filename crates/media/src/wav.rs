@@ -39,7 +39,11 @@ impl Audio {
 
 /// Reads a WAV file as mono audio at its own rate.
 pub fn read_wav(path: impl AsRef<Path>) -> Result<Audio, MediaError> {
-    let file = File::open(path.as_ref())?;
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|source| MediaError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
     read_wav_from(std::io::BufReader::new(file))
 }
 
@@ -49,8 +53,18 @@ pub fn read_wav_at(path: impl AsRef<Path>, rate: u32) -> Result<Audio, MediaErro
 }
 
 /// Reads WAV data from any reader.
-pub fn read_wav_from(reader: impl Read) -> Result<Audio, MediaError> {
-    let mut wav = hound::WavReader::new(reader).map_err(|e| MediaError::NotWav(e.to_string()))?;
+pub fn read_wav_from(mut reader: impl Read) -> Result<Audio, MediaError> {
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes)?;
+    let mut wav = match hound::WavReader::new(std::io::Cursor::new(&bytes)) {
+        Ok(wav) => wav,
+        Err(e) => {
+            return Err(match sniff_format(&bytes) {
+                Some(found) => MediaError::UnsupportedWav { found },
+                None => MediaError::NotWav(e.to_string()),
+            })
+        }
+    };
     let spec = wav.spec();
     let supported = spec.sample_format == hound::SampleFormat::Int
         && spec.bits_per_sample == 16
@@ -95,6 +109,43 @@ fn describe(spec: &hound::WavSpec) -> String {
     )
 }
 
+/// Describes the `fmt ` chunk of a RIFF/WAVE file hound refused (A-law,
+/// 64-bit float, ADPCM, …); `None` when there is no such chunk.
+fn sniff_format(bytes: &[u8]) -> Option<String> {
+    if bytes.get(0..4)? != b"RIFF" || bytes.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    while at + 8 <= bytes.len() {
+        let id = &bytes[at..at + 4];
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().ok()?) as usize;
+        if id == b"fmt " {
+            let fmt = bytes.get(at + 8..at + 8 + size.min(16))?;
+            let tag = u16::from_le_bytes(fmt.get(0..2)?.try_into().ok()?);
+            let channels = u16::from_le_bytes(fmt.get(2..4)?.try_into().ok()?);
+            let rate = u32::from_le_bytes(fmt.get(4..8)?.try_into().ok()?);
+            let bits = u16::from_le_bytes(fmt.get(14..16)?.try_into().ok()?);
+            let kind = match tag {
+                1 => "integer PCM".to_string(),
+                3 => "float".to_string(),
+                6 => "A-law".to_string(),
+                7 => "µ-law".to_string(),
+                0x11 => "IMA ADPCM".to_string(),
+                0xfffe => "extensible".to_string(),
+                other => format!("format tag {other:#06x}"),
+            };
+            let channels = match channels {
+                1 => "mono".to_string(),
+                2 => "stereo".to_string(),
+                n => format!("{n} channels"),
+            };
+            return Some(format!("{bits}-bit {kind}, {channels}, {rate} Hz"));
+        }
+        at = at.checked_add(8 + size + (size & 1))?;
+    }
+    None
+}
+
 /// Header size of a canonical PCM WAV file.
 const HEADER: u32 = 44;
 
@@ -110,7 +161,12 @@ pub struct WavWriter<W: Write + Seek> {
 impl WavWriter<BufWriter<File>> {
     /// Creates (truncates) `path` for a recording at `rate` Hz.
     pub fn create(path: impl AsRef<Path>, rate: u32) -> Result<Self, MediaError> {
-        WavWriter::new(BufWriter::new(File::create(path.as_ref())?), rate)
+        let path = path.as_ref();
+        let file = File::create(path).map_err(|source| MediaError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        WavWriter::new(BufWriter::new(file), rate)
     }
 }
 
@@ -268,6 +324,34 @@ mod tests {
         }
         let err = read_wav_from(Cursor::new(b"not a wav file at all".to_vec())).unwrap_err();
         assert!(matches!(err, MediaError::NotWav(_)), "{err}");
+        let err = read_wav("/nonexistent/natter.wav").unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/natter.wav"), "{err}");
+    }
+
+    #[test]
+    fn formats_hound_refuses_are_still_named() {
+        // A-law, 8-bit, mono, 8 kHz: hound cannot read it; the message must say what it is.
+        let mut alaw = canonical_header(6, 1, 8_000, 8);
+        alaw.extend_from_slice(&[0xd5; 4]);
+        let err = read_wav_from(Cursor::new(alaw)).unwrap_err();
+        assert!(
+            err.to_string().contains("8-bit A-law, mono, 8000 Hz"),
+            "{err}"
+        );
+        let float64 = canonical_header(3, 2, 48_000, 64);
+        let err = read_wav_from(Cursor::new(float64)).unwrap_err();
+        assert!(
+            err.to_string().contains("64-bit float, stereo, 48000 Hz"),
+            "{err}"
+        );
+    }
+
+    fn canonical_header(tag: u16, channels: u16, rate: u32, bits: u16) -> Vec<u8> {
+        let mut h = header(rate, 0).to_vec();
+        h[20..22].copy_from_slice(&tag.to_le_bytes());
+        h[22..24].copy_from_slice(&channels.to_le_bytes());
+        h[34..36].copy_from_slice(&bits.to_le_bytes());
+        h
     }
 
     #[test]
