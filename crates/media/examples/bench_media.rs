@@ -285,58 +285,68 @@ fn cpu(speech: &[i16]) {
         let mut jb = JitterBuffer::new(JitterConfig::new(codec.rtp_clock_rate()));
         let ticks = codec.rtp_clock_rate() / 50;
         let pcm8: Vec<Vec<i16>> = frames.iter().map(|f| resample(f, RATE, rate)).collect();
+        // Three rounds of 10 s of audio each; the quickest round is reported,
+        // the usual defence against other load on a shared machine.
         let t0 = Instant::now();
-        let cpu_start = thread_cpu();
-        let (mut out, mut packet) = (Vec::with_capacity(FRAME * 2), Vec::with_capacity(1500));
-        let (mut t_enc, mut t_jb, mut t_dec) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
-        let mut done = 0u32;
-        for i in 0..total {
-            let frame = &pcm8[i % pcm8.len()];
-            if frame.len() != enc.frame_samples() {
-                continue;
+        let mut best: Option<[f64; 4]> = None;
+        let mut measured_cpu = false;
+        for round in 0..3 {
+            let cpu_start = thread_cpu();
+            let (mut out, mut packet) = (Vec::with_capacity(FRAME * 6), Vec::with_capacity(1500));
+            let (mut t_enc, mut t_jb, mut t_dec) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+            let mut done = 0u32;
+            for i in round * total / 3..(round + 1) * total / 3 {
+                let frame = &pcm8[i % pcm8.len()];
+                if frame.len() != enc.frame_samples() {
+                    continue;
+                }
+                packet.clear();
+                out.clear();
+                let a = Instant::now();
+                enc.encode(frame, &mut packet).expect("encode");
+                let b = Instant::now();
+                let now = t0 + Duration::from_millis(20 * i as u64);
+                jb.push(
+                    now,
+                    i as u16,
+                    (i as u32).wrapping_mul(ticks),
+                    packet.clone(),
+                );
+                let playout = jb.pop(now + Duration::from_millis(1));
+                let c = Instant::now();
+                codec::render(dec.as_mut(), &playout, &mut out).expect("render");
+                let d = Instant::now();
+                t_enc += b - a;
+                t_jb += c - b;
+                t_dec += d - c;
+                done += 1;
             }
-            packet.clear();
-            out.clear();
-            let a = Instant::now();
-            enc.encode(frame, &mut packet).expect("encode");
-            let b = Instant::now();
-            let now = t0 + Duration::from_millis(20 * i as u64);
-            jb.push(
-                now,
-                i as u16,
-                (i as u32).wrapping_mul(ticks),
-                packet.clone(),
-            );
-            let playout = jb.pop(now + Duration::from_millis(1));
-            let c = Instant::now();
-            codec::render(dec.as_mut(), &playout, &mut out).expect("render");
-            let d = Instant::now();
-            t_enc += b - a;
-            t_jb += c - b;
-            t_dec += d - c;
-            done += 1;
+            // CPU time actually spent on this thread (scheduler accounting), so
+            // other load does not inflate it; the split between encode, jitter
+            // buffer and decode is apportioned from wall-clock shares.
+            let cpu = thread_cpu().zip(cpu_start).map(|(end, start)| end - start);
+            let wall = t_enc + t_jb + t_dec;
+            let busy = match cpu.filter(|c| *c > Duration::from_millis(50)) {
+                Some(c) => {
+                    measured_cpu = true;
+                    c.min(wall)
+                }
+                None => wall,
+            };
+            let us = |t: Duration| {
+                busy.as_secs_f64() * 1e6 / f64::from(done.max(1))
+                    * (t.as_secs_f64() / wall.as_secs_f64().max(1e-12))
+            };
+            let round_figures = [us(wall), us(t_enc), us(t_jb), us(t_dec)];
+            if best.is_none_or(|b| round_figures[0] < b[0]) {
+                best = Some(round_figures);
+            }
         }
-        // CPU time actually spent on this thread (scheduler accounting), so other
-        // load on the machine does not inflate the figure; the split between
-        // encode, jitter buffer and decode is apportioned from wall-clock shares.
-        let cpu = thread_cpu().zip(cpu_start).map(|(end, start)| end - start);
-        let wall = t_enc + t_jb + t_dec;
-        let busy = cpu
-            .filter(|c| *c > Duration::from_millis(50))
-            .unwrap_or(wall)
-            .min(wall);
-        let us = |t: Duration| {
-            busy.as_secs_f64() * 1e6 / f64::from(done.max(1))
-                * (t.as_secs_f64() / wall.as_secs_f64().max(1e-12))
-        };
-        let per_frame = us(wall);
+        let [per_frame, enc_us, jb_us, dec_us] = best.unwrap_or_default();
         println!(
-            "cpu {label:>16}: {per_frame:6.1} µs per 20 ms frame (encode {:.1}, jitter buffer {:.1}, decode {:.1}) = {:.2} % of one core per call [{}]",
-            us(t_enc),
-            us(t_jb),
-            us(t_dec),
+            "cpu {label:>17}: {per_frame:6.1} µs per 20 ms frame (encode {enc_us:.1}, jitter buffer {jb_us:.1}, decode {dec_us:.1}) = {:.2} % of one core per call [{}, best of 3]",
             per_frame / 20_000.0 * 100.0,
-            if busy < wall { "thread CPU time" } else { "wall clock" }
+            if measured_cpu { "thread CPU time" } else { "wall clock" }
         );
     }
 }
