@@ -205,7 +205,7 @@ impl Digest {
         if tag.len() != 16 || !constant_time_eq(&self.tag(ms, serial), tag) {
             return None;
         }
-        Some((self.epoch + Duration::from_millis(ms), serial))
+        Some((self.epoch.checked_add(Duration::from_millis(ms))?, serial))
     }
 
     fn tag(&self, ms: u64, serial: u64) -> [u8; 16] {

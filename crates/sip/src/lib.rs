@@ -2,7 +2,20 @@
 //! location service and a forking proxy (RFC 3261, 3581, 5626, 8760).
 //!
 //! Everything here is sans-IO: the driver feeds datagrams and stream frames
-//! in with the time, and drains what to send and when to wake up.
+//! in with the time, and drains what to send and when to wake up
+//! ([`Server`] shows the drive loop).
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`msg`] | parser and serializer (compact forms, folding, list headers, limits) |
+//! | [`frame`] | stream framing by Content-Length, CRLF keepalive ping/pong |
+//! | [`auth`] | digest (SHA-256, MD5, qop=auth), signed expiring nonces, nc replay ring |
+//! | [`guard`] | failed-auth lockout per account and source, per-source rate limit |
+//! | [`location`] | account → bindings with the flow each arrived on |
+//! | `registrar` | RFC 3261 §10.3 and RFC 5626 instance/reg-id |
+//! | `proxy`, `routing` | stateful forking proxy, CANCEL, best response, dialog routing |
+//! | `tx`, `timers` | transaction state and the timer table (A, B, C, D, G, H, J, M) |
+//! | [`sdp`] | a minimal typed SDP reader/writer |
 
 #![forbid(unsafe_code)]
 

@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 use crate::Shutdown;
 
 const BATCH_EVERY: Duration = Duration::from_secs(1);
+/// Longest remaining lifetime accepted from storage (a week).
+const MAX_LEFT: u64 = 7 * 86_400;
 
 /// Start the writer; returns where the core sends its events.
 pub(crate) fn spawn(store: Store, mut shutdown: Shutdown) -> mpsc::UnboundedSender<Event> {
@@ -108,7 +110,8 @@ pub(crate) fn restore(store: &Store, server: &mut Server) {
         ) else {
             continue;
         };
-        let left = Duration::from_secs(u64::try_from(row.expires_unix - unix).unwrap_or(0));
+        // Clamped: a hand-edited database must not overflow the clock.
+        let left = Duration::from_secs(u64::try_from(row.expires_unix - unix).unwrap_or(0).min(MAX_LEFT));
         let binding = Binding {
             contact: row.contact,
             instance: row.instance,
