@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+mod phone;
 mod serve;
 mod user;
 
@@ -23,6 +24,8 @@ enum Command {
     /// Manage accounts (phone numbers or usernames).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// A phone: register, call a number or answer, with encrypted voice.
+    Phone(phone::PhoneArgs),
 }
 
 /// Where the data lives, shared by every command that touches it.
@@ -37,5 +40,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::User(cmd) => user::run(cmd),
+        Command::Phone(args) => phone::run(args),
     }
 }

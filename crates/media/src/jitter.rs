@@ -238,20 +238,27 @@ impl JitterBuffer {
     /// Takes in one RTP packet that arrived at `now`.
     pub fn push(&mut self, now: Instant, seq: u16, rtp_ts: u32, payload: Vec<u8>) {
         self.stats.received += 1;
+        self.accept(now, seq, rtp_ts, payload);
+    }
+
+    fn accept(&mut self, now: Instant, seq: u16, rtp_ts: u32, payload: Vec<u8>) {
         let epoch = *self.epoch.get_or_insert(now);
         let arrival = dur_to_ticks(now.saturating_duration_since(epoch), self.config.clock_rate);
         let (ext_seq, ext_ts) = self.unwrap(seq, rtp_ts);
         if self.is_jump(ext_seq, ext_ts, arrival) {
+            // After a resync nothing is known, so this cannot recurse again.
             self.resync();
-            return self.push(now, seq, rtp_ts, payload);
+            return self.accept(now, seq, rtp_ts, payload);
         }
-        self.observe(ext_seq, ext_ts, arrival);
         let slot = (ext_seq.rem_euclid(SEEN as i64)) as usize;
         if self.seen[slot] == ext_seq {
             self.stats.duplicate += 1;
             return;
         }
         self.seen[slot] = ext_seq;
+        // Late packets still count towards the jitter estimate: that is how
+        // the target delay learns it was too small.
+        self.observe(ext_seq, ext_ts, arrival);
         if let Some(cursor) = self.play {
             if ext_seq < cursor.seq || ext_ts + self.frame_ticks / 2 <= cursor.ts {
                 self.stats.late += 1;

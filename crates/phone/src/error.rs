@@ -15,6 +15,8 @@ pub enum PhoneError {
     Audio(#[from] natter_media::MediaError),
     #[error("there is no call to {0}")]
     NoCall(&'static str),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("a call is already in progress")]
     Busy,
 }

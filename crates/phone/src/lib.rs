@@ -11,13 +11,20 @@
 
 mod error;
 
+pub mod driver;
 pub mod engine;
 pub mod media_session;
 pub mod sip;
 pub mod stats;
+pub mod tls;
 pub mod turn_client;
 pub mod voice;
 
 pub use engine::{Phone, PhoneConfig, PhoneEvent, PhoneTransmit};
 pub use error::PhoneError;
 pub use stats::CallStats;
+
+/// The media crate, for front ends (WAV I/O, codecs).
+pub use natter_media as media;
+/// SIP transports.
+pub use natter_sip::flow::Transport as SipTransport;

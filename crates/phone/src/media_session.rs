@@ -149,6 +149,8 @@ pub struct MediaSession {
     gathered: bool,
     gather_deadline: Instant,
     pending_offer: Option<SdpPendingOffer>,
+    /// The answer, held until our relay lets the far end in (see `accept_answer`).
+    held_answer: Option<(SdpPendingOffer, SdpAnswer, Instant)>,
     mid: Option<Mid>,
     send: Option<(Pt, Codec)>,
     remote: Vec<(SocketAddr, CandidateType)>,
@@ -176,6 +178,10 @@ impl MediaSession {
                 Codec::Pcma => rtc_cfg.enable_pcma(true, false),
             };
         }
+        // Connectivity checks retransmit from 50 ms (str0m's default is 250 ms):
+        // checks that race the answer (dropped until the TURN permission exists)
+        // are repeated quickly, keeping setup well under 300 ms.
+        rtc_cfg.set_initial_stun_rto(Duration::from_millis(50));
         let mut rtc = rtc_cfg.build(now);
         if !cfg.force_relay {
             let host = Candidate::host(cfg.host, "udp")
@@ -191,6 +197,7 @@ impl MediaSession {
             relay: None,
             gathered: false,
             pending_offer: None,
+            held_answer: None,
             mid: None,
             send: None,
             remote: Vec::new(),
@@ -288,12 +295,46 @@ impl MediaSession {
             .take()
             .ok_or_else(|| PhoneError::BadSdp("an answer without an offer".into()))?;
         self.learn_remote(sdp, now);
+        // With a relay, ICE starts once the far end may reach it: the callee's
+        // checks to our relay would be dropped until our permissions exist, and
+        // a DTLS hello sent before the callee's ICE is up is lost for a whole
+        // DTLS retransmit second.
+        let waiting = self.turn.as_ref().is_some_and(|t| t.permissions_pending());
+        if waiting {
+            self.held_answer = Some((pending, answer, now + PERMISSION_WAIT));
+            return Ok(());
+        }
+        self.apply_answer(now, pending, answer)
+    }
+
+    fn apply_answer(
+        &mut self,
+        now: Instant,
+        pending: SdpPendingOffer,
+        answer: SdpAnswer,
+    ) -> Result<(), PhoneError> {
         self.rtc
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| PhoneError::BadSdp(e.to_string()))?;
         self.drain_rtc(now);
         Ok(())
+    }
+
+    /// Apply a held answer once permissions are in (or the wait is over).
+    fn release_answer(&mut self, now: Instant) {
+        let ready = match &self.held_answer {
+            Some((_, _, deadline)) => {
+                now >= *deadline || !self.turn.as_ref().is_some_and(|t| t.permissions_pending())
+            }
+            None => false,
+        };
+        if let (true, Some((pending, answer, _))) = (ready, self.held_answer.take()) {
+            if let Err(e) = self.apply_answer(now, pending, answer) {
+                tracing::warn!(error = %e, "the held answer was refused");
+                self.rtc_errors += 1;
+            }
+        }
     }
 
     /// The codec voice is sent with, once negotiated.
@@ -354,6 +395,7 @@ impl MediaSession {
             tracing::warn!("TURN allocation not ready in time: offering without a relay candidate");
             self.finish_gathering();
         }
+        self.release_answer(now);
         if now >= self.rtc_timeout {
             if self.rtc.handle_input(Input::Timeout(now)).is_err() {
                 self.rtc_errors += 1;
@@ -369,6 +411,9 @@ impl MediaSession {
         }
         if !self.gathered {
             t = t.min(self.gather_deadline);
+        }
+        if let Some((_, _, d)) = &self.held_answer {
+            t = t.min(*d);
         }
         t
     }
@@ -413,13 +458,14 @@ impl MediaSession {
                 contents,
             },
         );
-        if self.rtc.accepts(&input) {
-            if let Err(e) = self.rtc.handle_input(input) {
-                tracing::debug!(error = %e, "str0m refused input");
-                self.rtc_errors += 1;
-            }
-            self.drain_rtc(now);
+        // Not filtered with `Rtc::accepts` (that is for demultiplexing many
+        // sessions): it refuses a DTLS hello that races ICE nomination, which then
+        // costs a whole DTLS retransmission second.
+        if let Err(e) = self.rtc.handle_input(input) {
+            tracing::debug!(error = %e, "str0m refused input");
+            self.rtc_errors += 1;
         }
+        self.drain_rtc(now);
     }
 
     fn finish_gathering(&mut self) {
@@ -444,6 +490,9 @@ impl MediaSession {
                 }
                 TurnEvent::PermissionCreated(_) | TurnEvent::ChannelBound(_) => {}
             }
+        }
+        if self.held_answer.is_some() {
+            self.release_answer(now);
         }
         let turn = self.turn.as_mut();
         let bytes: Vec<Vec<u8>> = turn
@@ -632,6 +681,9 @@ impl MediaSession {
         }
     }
 }
+
+/// Longest wait for TURN permissions before ICE starts anyway.
+const PERMISSION_WAIT: Duration = Duration::from_millis(250);
 
 /// The `a=mid:` of the first audio m-line.
 fn audio_mid(sdp: &str) -> Option<Mid> {

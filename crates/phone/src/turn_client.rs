@@ -260,6 +260,13 @@ impl TurnClient {
         self.state == State::Failed
     }
 
+    /// True while some permission is asked for but not granted yet.
+    pub fn permissions_pending(&self) -> bool {
+        self.permissions
+            .values()
+            .any(|p| p.granted_until.is_none() && p.in_flight)
+    }
+
     pub fn counters(&self) -> TurnCounters {
         self.counters
     }

@@ -129,4 +129,6 @@ fn force_relay_uses_only_the_relay() {
     let (path, local, _) = path_of(&w.nodes[0].events);
     assert_eq!((path.as_str(), local.as_str()), ("relay", "relay"));
     assert_speech_arrived(&w);
+    let (_, stats) = ended(&w.nodes[0].events);
+    assert!(stats.setup_ms.is_some_and(|s| s < 300.0), "{stats:?}");
 }
