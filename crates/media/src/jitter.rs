@@ -332,7 +332,8 @@ impl JitterBuffer {
     fn target_ticks(&self) -> i64 {
         let clock = self.config.clock_rate;
         let min = dur_to_ticks(self.config.min_delay, clock);
-        let max = dur_to_ticks(self.config.max_delay, clock);
+        // A config with max_delay below min_delay gets min_delay (clamp would panic).
+        let max = dur_to_ticks(self.config.max_delay, clock).max(min);
         if self.transit.len() < 2 {
             return dur_to_ticks(self.config.initial_delay, clock).clamp(min, max);
         }
@@ -677,6 +678,17 @@ mod tests {
             "{first:?}"
         );
         assert_eq!(jb.poll_timeout(), Some(at(t0, 60)));
+    }
+
+    #[test]
+    fn an_inverted_delay_range_does_not_panic() {
+        let config = JitterConfig {
+            min_delay: Duration::from_millis(80),
+            max_delay: Duration::from_millis(10),
+            ..JitterConfig::new(48_000)
+        };
+        let jb = JitterBuffer::new(config);
+        assert_eq!(jb.target_delay(), Duration::from_millis(80));
     }
 
     #[test]
