@@ -346,6 +346,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn mangled_files_give_errors_not_panics() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let good = wav_bytes(spec(2, 16_000, 16, hound::SampleFormat::Int), 200);
+        for _ in 0..2_000 {
+            let mut bytes = good.clone();
+            match rng.gen_range(0..3) {
+                0 => bytes.truncate(rng.gen_range(0..good.len())),
+                1 => {
+                    for _ in 0..rng.gen_range(1..6) {
+                        let i = rng.gen_range(0..60.min(bytes.len()));
+                        bytes[i] = rng.gen();
+                    }
+                }
+                _ => bytes = (0..rng.gen_range(0..100)).map(|_| rng.gen()).collect(),
+            }
+            if let Ok(audio) = read_wav_from(Cursor::new(bytes)) {
+                assert!(SUPPORTED_RATES.contains(&audio.rate));
+            }
+        }
+    }
+
     fn canonical_header(tag: u16, channels: u16, rate: u32, bits: u16) -> Vec<u8> {
         let mut h = header(rate, 0).to_vec();
         h[20..22].copy_from_slice(&tag.to_le_bytes());
