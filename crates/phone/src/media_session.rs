@@ -329,7 +329,10 @@ impl MediaSession {
             }
             None => false,
         };
-        if let (true, Some((pending, answer, _))) = (ready, self.held_answer.take()) {
+        if !ready {
+            return;
+        }
+        if let Some((pending, answer, _)) = self.held_answer.take() {
             if let Err(e) = self.apply_answer(now, pending, answer) {
                 tracing::warn!(error = %e, "the held answer was refused");
                 self.rtc_errors += 1;
