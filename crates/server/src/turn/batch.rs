@@ -18,16 +18,41 @@ pub(super) const SLOT: usize = 9216;
 /// Receive buffers and the results of the last `recv`.
 pub(super) struct RecvBatch {
     bufs: Vec<u8>,
+    /// Slots per call, bytes kept free before and after each datagram, datagram room.
+    batch: usize,
+    head: usize,
+    tail: usize,
+    size: usize,
     /// (length, source, truncated) for each datagram of the last call.
     got: Vec<(usize, SocketAddr, bool)>,
 }
 
 impl RecvBatch {
+    /// [`BATCH`] slots of [`SLOT`] bytes (client datagrams).
     pub(super) fn new() -> Self {
+        Self::with_layout(BATCH, 0, SLOT, 0)
+    }
+
+    /// `batch` slots, each `head` free bytes, room for `size`, `tail` free bytes.
+    pub(super) fn with_layout(batch: usize, head: usize, size: usize, tail: usize) -> Self {
+        let batch = batch.clamp(1, BATCH);
         RecvBatch {
-            bufs: vec![0; BATCH * SLOT],
-            got: Vec::with_capacity(BATCH),
+            bufs: vec![0; batch * (head + size + tail)],
+            batch,
+            head,
+            tail,
+            size,
+            got: Vec::with_capacity(batch),
         }
+    }
+
+    fn slot(&self) -> usize {
+        self.head + self.size + self.tail
+    }
+
+    /// Slots per call.
+    pub(super) fn capacity(&self) -> usize {
+        self.batch
     }
 
     /// Datagram `i` of the last call: (bytes, source), or `None` when truncated.
@@ -36,7 +61,25 @@ impl RecvBatch {
         if truncated {
             return None;
         }
-        Some((&self.bufs[i * SLOT..i * SLOT + len], from))
+        let start = i * self.slot() + self.head;
+        Some((&self.bufs[start..start + len], from))
+    }
+
+    /// Datagram `i` with its slot for in-place framing: (slot, data range in it, source).
+    pub(super) fn slot_mut(
+        &mut self,
+        i: usize,
+    ) -> Option<(&mut [u8], std::ops::Range<usize>, SocketAddr)> {
+        let &(len, from, truncated) = self.got.get(i)?;
+        if truncated {
+            return None;
+        }
+        let (slot, head) = (self.slot(), self.head);
+        Some((
+            &mut self.bufs[i * slot..(i + 1) * slot],
+            head..head + len,
+            from,
+        ))
     }
 
     pub(super) fn len(&self) -> usize {
@@ -51,23 +94,26 @@ impl RecvBatch {
         // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is valid.
         let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, (iov, hdr)) in iovs.iter_mut().zip(hdrs.iter_mut()).enumerate() {
-            iov.iov_base = self.bufs[i * SLOT..].as_mut_ptr().cast();
-            iov.iov_len = SLOT;
+        let slot = self.slot();
+        let count = self.batch;
+        for (i, (iov, hdr)) in iovs.iter_mut().zip(hdrs.iter_mut()).enumerate().take(count) {
+            iov.iov_base = self.bufs[i * slot + self.head..].as_mut_ptr().cast();
+            iov.iov_len = self.size;
             hdr.msg_hdr.msg_name = addrs[i].as_mut_ptr().cast();
             hdr.msg_hdr.msg_namelen =
                 std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_iovlen = 1;
         }
-        // SAFETY: every pointer in `hdrs` points into `self.bufs`, `iovs` or
-        // `addrs`, all alive and exclusively borrowed for this call; lengths
-        // match the buffers; MSG_DONTWAIT makes the call non-blocking.
+        // SAFETY: every pointer in the first `self.batch` headers points into
+        // `self.bufs` (slot i at i*slot+head, `size` bytes, inside the vector),
+        // `iovs` or `addrs`, all alive and exclusively borrowed for this call;
+        // MSG_DONTWAIT makes the call non-blocking.
         let n = unsafe {
             libc::recvmmsg(
                 sock.as_raw_fd(),
                 hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
+                count as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )

@@ -1,6 +1,7 @@
 //! Relay sockets: one UDP socket per allocation on `--relay-ip`, a port from
 //! `--relay-ports`, and a task per socket moving peer datagrams to the client.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,9 +11,11 @@ use natter_turn::server::{
     PEER_HEADROOM, PEER_TAILROOM,
 };
 use rand::Rng;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::AbortHandle;
 
+use super::batch::RecvBatch;
 use super::driver::Driver;
 
 /// Largest datagram relayed.
@@ -148,31 +151,66 @@ impl RelayAllocator for RelayPool {
     }
 }
 
+/// Datagrams taken per `recvmmsg` on a relay socket.
+const RELAY_BATCH: usize = 4;
+
+thread_local! {
+    /// One receive buffer per worker thread, shared by every relay socket it
+    /// serves: an idle allocation costs no buffer at all.
+    static RELAY_BUF: RefCell<RecvBatch> =
+        RefCell::new(RecvBatch::with_layout(RELAY_BATCH, PEER_HEADROOM, MAX_DATAGRAM, PEER_TAILROOM));
+}
+
 /// Receive from peers on one relay socket and pass framed data to the client.
+///
+/// A short batch means the socket queue is empty: the closure then reports
+/// `WouldBlock` so tokio clears readiness without a second, empty `recvmmsg`
+/// (a datagram arriving meanwhile raises readiness again).
 pub(super) async fn serve(driver: Arc<Driver>, id: RelayId, sock: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; PEER_HEADROOM + MAX_DATAGRAM + PEER_TAILROOM];
-    let end = buf.len() - PEER_TAILROOM;
     loop {
-        let Ok((n, peer)) = sock.recv_from(&mut buf[PEER_HEADROOM..end]).await else {
-            continue;
-        };
-        let out = driver.core().handle_peer(
-            Instant::now(),
-            id,
-            peer,
-            &mut buf,
-            PEER_HEADROOM..PEER_HEADROOM + n,
-        );
-        let Some(to) = out else { continue };
-        let frame = &buf[to.range.clone()];
-        match to.to.transport {
-            Transport::Udp => {
-                if let Some(s) = driver.udp_for(to.to.server) {
-                    // A full socket buffer drops the packet, as a router would.
-                    let _ = s.try_send_to(frame, to.to.client);
-                }
+        if sock.readable().await.is_err() {
+            return;
+        }
+        loop {
+            let drained = sock.try_io(Interest::READABLE, || {
+                RELAY_BUF.with(|b| {
+                    let mut batch = b.borrow_mut();
+                    let n = batch.recv(&*sock)?;
+                    driver.relay_from_peers(id, &mut batch);
+                    if n < batch.capacity() {
+                        Err(std::io::ErrorKind::WouldBlock.into())
+                    } else {
+                        Ok(())
+                    }
+                })
+            });
+            if drained.is_err() {
+                break;
             }
-            Transport::Tcp | Transport::Tls => driver.queue_stream(&to.to, frame.to_vec()),
+        }
+    }
+}
+
+impl Driver {
+    /// Frame a batch of peer datagrams for their client(s), one core lock for all.
+    fn relay_from_peers(&self, id: RelayId, batch: &mut RecvBatch) {
+        let now = Instant::now();
+        for i in 0..batch.len() {
+            let Some((slot, range, peer)) = batch.slot_mut(i) else {
+                continue;
+            };
+            let out = self.core().handle_peer(now, id, peer, slot, range);
+            let Some(to) = out else { continue };
+            let frame = &slot[to.range.clone()];
+            match to.to.transport {
+                Transport::Udp => {
+                    if let Some(s) = self.udp_for(to.to.server) {
+                        // A full socket buffer drops the packet, as a router would.
+                        let _ = s.try_send_to(frame, to.to.client);
+                    }
+                }
+                Transport::Tcp | Transport::Tls => self.queue_stream(&to.to, frame.to_vec()),
+            }
         }
     }
 }
