@@ -105,6 +105,12 @@ impl OpusEncoder {
         Ok(encoder)
     }
 
+    /// Changes the encoder complexity (0–10; higher is better and slower).
+    pub fn set_complexity(&mut self, complexity: u8) {
+        self.config.complexity = complexity.min(10);
+        self.inner.complexity = i32::from(self.config.complexity);
+    }
+
     fn is_silent(&self, pcm: &[i16]) -> bool {
         let energy: f64 = pcm.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
         let rms = (energy / pcm.len().max(1) as f64).sqrt() / 32768.0;
