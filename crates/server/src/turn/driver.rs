@@ -64,10 +64,12 @@ pub(super) async fn start(
     let conf = &shared.config;
     let mut listening = Vec::new();
     let mut sockets = HashMap::new();
+    let mut lanes = Vec::new();
     if let Some(addr) = conf.turn {
-        let (socks, l) = udp::bind_all(addr, conf.stun_alt)?;
+        let (socks, l, ls) = udp::bind_all(addr, conf.stun_alt, &shared.shutdown)?;
         listening.extend(l);
         sockets = socks;
+        lanes = ls;
     }
     // TCP shares the UDP port (which may have been chosen by the OS for port 0).
     let tcp = match conf.turn {
@@ -106,7 +108,10 @@ pub(super) async fn start(
         streams: Mutex::new(HashMap::new()),
         store: shared.store.clone(),
     });
-    for (source, socks) in sockets {
+    for lane in lanes {
+        lane.start(driver.clone());
+    }
+    for (source, socks) in sockets.into_iter().filter(|(s, _)| *s != Source::Primary) {
         for sock in socks {
             tokio::spawn(udp::serve(
                 driver.clone(),
