@@ -192,7 +192,7 @@ impl Driver {
         };
         if let Some((sock, peer, data)) = forward {
             // A full socket buffer drops the packet, as a router would.
-            let _ = sock.try_send_to(data, peer);
+            send_now(&sock, data, peer);
         }
         for t in out {
             self.send_to_client(t).await;
@@ -242,7 +242,7 @@ impl Driver {
         }
         for (sock, peer, data) in forwards {
             // A full socket buffer drops the packet, as a router would.
-            let _ = sock.try_send_to(data, peer);
+            send_now(&sock, data, peer);
         }
         for t in out {
             self.send_to_client(t).await;
@@ -344,4 +344,12 @@ fn log_event(e: &Event) {
         Event::PeerRefused { id, peer } => tracing::debug!(allocation = %id, %peer, "peer refused"),
         _ => {}
     }
+}
+
+/// Send a datagram now, without waiting: straight to the kernel, bypassing
+/// tokio's cached write readiness (which can still be unset on a fresh socket
+/// and would make `try_send_to` drop the datagram without trying). A full
+/// socket buffer drops the datagram, as a router would.
+pub(super) fn send_now(sock: &UdpSocket, data: &[u8], to: SocketAddr) {
+    let _ = socket2::SockRef::from(sock).send_to(data, &to.into());
 }

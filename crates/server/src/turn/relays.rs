@@ -206,7 +206,7 @@ impl Driver {
                 Transport::Udp => {
                     if let Some(s) = self.udp_for(to.to.server) {
                         // A full socket buffer drops the packet, as a router would.
-                        let _ = s.try_send_to(frame, to.to.client);
+                        super::driver::send_now(s, frame, to.to.client);
                     }
                 }
                 Transport::Tcp | Transport::Tls => self.queue_stream(&to.to, frame.to_vec()),
