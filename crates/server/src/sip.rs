@@ -1,8 +1,10 @@
 //! SIP listeners: the tokio driver around [`natter_sip::Server`].
 //!
-//! * One core task owns the sans-IO server. It reads the UDP socket itself
-//!   (the hot path: no channel hop), and gets stream frames, connection
-//!   open/close notices and WebSocket messages over one bounded channel.
+//! * One core task owns the sans-IO server, on its own thread with a
+//!   single-threaded runtime (no work-stealing or cross-thread wake-ups on
+//!   the hot path). It reads the UDP socket itself (no channel hop), and gets
+//!   stream frames, connection open/close notices and WebSocket messages from
+//!   the main runtime over one bounded channel.
 //! * TCP on `--sip` and TLS on `--sips`: one task per connection cuts the
 //!   stream into messages ([`natter_sip::frame::Framer`]), answers CRLF
 //!   keepalives, and writes what the core sends through a bounded queue.
@@ -17,11 +19,10 @@ mod stream;
 mod ws;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Instant;
 
 use natter_sip::{Server, ServerConfig};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 use crate::{Listening, ServeError, Shared};
 
@@ -46,14 +47,17 @@ pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
                 transport: "udp",
                 addr: bound,
             });
-            Some(Arc::new(socket))
+            Some(socket)
         }
         None => None,
     };
+    let udp_port = udp
+        .as_ref()
+        .and_then(|u| u.local_addr().ok())
+        .map(|a| a.port());
     let (to_core, from_streams) = tokio::sync::mpsc::channel(4096);
-    if let (Some(addr), Some(udp)) = (shared.config.sip, &udp) {
+    if let (Some(addr), Some(port)) = (shared.config.sip, udp_port) {
         // TCP on the same port as UDP (matters when port 0 was asked for).
-        let port = udp.local_addr().map(|a| a.port()).unwrap_or(addr.port());
         let tcp_addr = SocketAddr::new(addr.ip(), port);
         let listener = TcpListener::bind(tcp_addr)
             .await
@@ -95,13 +99,7 @@ pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
     }
     ws::register(shared, to_core);
     let persist = persist::spawn(shared.store.clone(), shared.shutdown.clone());
-    tokio::spawn(core::run(
-        server,
-        udp,
-        from_streams,
-        persist,
-        shared.shutdown.clone(),
-    ));
+    core::spawn(server, udp, from_streams, persist, shared.shutdown.clone())?;
     Ok(listening)
 }
 
@@ -137,13 +135,14 @@ fn host_of(ip: IpAddr) -> String {
     }
 }
 
-/// A UDP socket with large buffers (bursts of registrations).
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// A UDP socket with large buffers (bursts of registrations), non-blocking,
+/// handed to the core's runtime.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     let _ = socket.set_recv_buffer_size(4 << 20);
     let _ = socket.set_send_buffer_size(4 << 20);
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }

@@ -57,12 +57,21 @@ fn main() {
         let m = parse(REGISTER.as_bytes(), &limits).ok();
         std::hint::black_box(m.map(|m| m.to_bytes()));
     });
-    println!("parse REGISTER ({} bytes): {parse_ns:.0} ns", REGISTER.len());
+    println!(
+        "parse REGISTER ({} bytes): {parse_ns:.0} ns",
+        REGISTER.len()
+    );
     println!("parse + serialize:         {round_ns:.0} ns");
 
     let users = 10_000u32;
-    let keys: HashMap<String, DigestKeys> =
-        (0..users).map(|i| (format!("user{i}"), DigestKeys::derive(&format!("user{i}"), "example.org", "pw"))).collect();
+    let keys: HashMap<String, DigestKeys> = (0..users)
+        .map(|i| {
+            (
+                format!("user{i}"),
+                DigestKeys::derive(&format!("user{i}"), "example.org", "pw"),
+            )
+        })
+        .collect();
     let mut t = Instant::now();
     let mut server = Server::new(ServerConfig::new("example.org"), Box::new(Mem(keys)), t);
     let flow = |i: u32| Input {
@@ -77,25 +86,55 @@ fn main() {
     for i in 0..regs {
         t += Duration::from_micros(10);
         let user = format!("user{}", i % users);
-        let first = REGISTER.replace("user1", &user).replace("abcdef", &format!("{i}a")).replace("1 REGISTER", &format!("{} REGISTER", 2 * i + 1));
-        server.handle_input(t, Input { bytes: first.as_bytes(), ..flow(i) });
+        let first = REGISTER
+            .replace("user1", &user)
+            .replace("abcdef", &format!("{i}a"))
+            .replace("1 REGISTER", &format!("{} REGISTER", 2 * i + 1));
+        server.handle_input(
+            t,
+            Input {
+                bytes: first.as_bytes(),
+                ..flow(i)
+            },
+        );
         let challenge = server.poll_transmit().expect("a challenge");
         let text = String::from_utf8_lossy(&challenge.bytes).into_owned();
-        let nonce = text.split("nonce=\"").nth(1).and_then(|s| s.split('"').next()).expect("nonce");
+        let nonce = text
+            .split("nonce=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("nonce");
         let ha1 = hex(&Md5::digest(format!("{user}:example.org:pw").as_bytes()));
         let ha2 = hex(&Md5::digest(b"REGISTER:sip:example.org"));
-        let resp = hex(&Md5::digest(format!("{ha1}:{nonce}:00000001:c:auth:{ha2}").as_bytes()));
+        let resp = hex(&Md5::digest(
+            format!("{ha1}:{nonce}:00000001:c:auth:{ha2}").as_bytes(),
+        ));
         let auth = format!("Authorization: Digest username=\"{user}\", realm=\"example.org\", nonce=\"{nonce}\", uri=\"sip:example.org\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\"\r\n");
         let second = first
             .replace(&format!("{i}a"), &format!("{i}b"))
-            .replace(&format!("{} REGISTER", 2 * i + 1), &format!("{} REGISTER", 2 * i + 2))
+            .replace(
+                &format!("{} REGISTER", 2 * i + 1),
+                &format!("{} REGISTER", 2 * i + 2),
+            )
             .replace("Expires:", &format!("{auth}Expires:"));
-        server.handle_input(t, Input { bytes: second.as_bytes(), ..flow(i) });
+        server.handle_input(
+            t,
+            Input {
+                bytes: second.as_bytes(),
+                ..flow(i)
+            },
+        );
         let ok = server.poll_transmit().expect("an answer");
-        assert!(ok.bytes.starts_with(b"SIP/2.0 200"), "{}", String::from_utf8_lossy(&ok.bytes));
+        assert!(
+            ok.bytes.starts_with(b"SIP/2.0 200"),
+            "{}",
+            String::from_utf8_lossy(&ok.bytes)
+        );
         while server.poll_event().is_some() {}
     }
     let per = start.elapsed().as_nanos() as f64 / f64::from(regs);
-    println!("digest registration (2 requests, 2 answers), incl. building the client side: {per:.0} ns");
+    println!(
+        "digest registration (2 requests, 2 answers), incl. building the client side: {per:.0} ns"
+    );
     println!("bindings held: {}", server.location().len());
 }

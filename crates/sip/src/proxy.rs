@@ -306,8 +306,14 @@ impl Server {
         if up.header(&HeaderName::Via).is_none() {
             // A sloppy UA copied the Via of our CANCEL, not of the INVITE:
             // restore the caller's Vias from the server transaction.
-            let Some(server) = self.txs.server(sid) else { return };
-            let vias: Vec<String> = server.request.headers_named(&HeaderName::Via).map(str::to_owned).collect();
+            let Some(server) = self.txs.server(sid) else {
+                return;
+            };
+            let vias: Vec<String> = server
+                .request
+                .headers_named(&HeaderName::Via)
+                .map(str::to_owned)
+                .collect();
             for via in vias.into_iter().rev() {
                 up.push_front(HeaderName::Via, via);
             }

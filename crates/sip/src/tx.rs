@@ -8,6 +8,9 @@ use crate::flow::Flow;
 use crate::timers::Timers;
 use crate::Message;
 
+/// Most locally generated answers kept for retransmissions (about 10 MB).
+const MAX_CACHED: usize = 16_384;
+
 /// Server transaction states (§17.2.1 with RFC 6026's Accepted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ServerState {
@@ -168,6 +171,13 @@ impl Transactions {
     ) {
         self.expire_cache(now);
         let Some(key) = cache_key(req) else { return };
+        // Bounded: under a flood the oldest answers go first (retransmissions
+        // come within seconds; an evicted one is simply processed again).
+        while self.cache_expiry.len() >= MAX_CACHED {
+            if let Some((_, old)) = self.cache_expiry.pop_front() {
+                self.cache.remove(&old);
+            }
+        }
         self.cache_expiry.push_back((now + linger, key.clone()));
         self.cache.insert(key, bytes);
     }

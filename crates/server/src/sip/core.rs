@@ -2,7 +2,6 @@
 //! stream and WebSocket traffic from a channel, fires timers, sends.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use natter_sip::flow::{ConnId, Flow, Input, Transport};
@@ -10,7 +9,7 @@ use natter_sip::{Event, Server};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::Shutdown;
+use crate::{ServeError, Shutdown};
 
 /// Messages from connection tasks to the core.
 #[derive(Debug)]
@@ -29,9 +28,43 @@ pub(crate) enum ToCore {
 /// Datagrams read per wake-up before timers and channels get a turn.
 const UDP_BATCH: usize = 64;
 
-pub(crate) async fn run(
+/// Start the core on its own thread and single-threaded runtime.
+pub(crate) fn spawn(
+    server: Server,
+    udp: Option<std::net::UdpSocket>,
+    rx: mpsc::Receiver<ToCore>,
+    persist: mpsc::UnboundedSender<Event>,
+    shutdown: Shutdown,
+) -> Result<(), ServeError> {
+    let io = |e| ServeError::Io {
+        context: "starting the SIP core".into(),
+        error: e,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io)?;
+    std::thread::Builder::new()
+        .name("sip-core".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let udp = match udp.map(UdpSocket::from_std).transpose() {
+                    Ok(u) => u,
+                    Err(e) => {
+                        tracing::error!(error = %e, "SIP UDP socket unusable; SIP stopped");
+                        return;
+                    }
+                };
+                run(server, udp, rx, persist, shutdown).await;
+            })
+        })
+        .map_err(io)?;
+    Ok(())
+}
+
+async fn run(
     mut server: Server,
-    udp: Option<Arc<UdpSocket>>,
+    udp: Option<UdpSocket>,
     mut rx: mpsc::Receiver<ToCore>,
     persist: mpsc::UnboundedSender<Event>,
     mut shutdown: Shutdown,
@@ -39,26 +72,36 @@ pub(crate) async fn run(
     let mut conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     let udp_local = udp.as_ref().and_then(|u| u.local_addr().ok());
+    let far = || Instant::now() + Duration::from_secs(3600);
+    let mut armed = server.poll_timeout().unwrap_or_else(far);
+    let sleep = tokio::time::sleep_until(armed.into());
+    tokio::pin!(sleep);
     loop {
-        let wake = server
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let wake = server.poll_timeout().unwrap_or(armed);
+        if wake != armed {
+            armed = wake;
+            sleep.as_mut().reset(wake.into()); // re-armed only when the deadline moves
+        }
         tokio::select! {
             _ = shutdown.wait() => break,
-            r = recv(udp.as_deref(), &mut buf) => {
+            r = recv(udp.as_ref(), &mut buf) => {
                 if let (Ok((n, remote)), Some(local)) = (r, udp_local) {
                     let input = Input { transport: Transport::Udp, local, remote, conn_id: None, bytes: &buf[..n] };
                     server.handle_input(Instant::now(), input);
-                    drain_udp(&mut server, udp.as_deref(), local, &mut buf);
+                    drain_udp(&mut server, udp.as_ref(), local, &mut buf);
                 }
             }
             m = rx.recv() => match m {
                 Some(m) => on_message(&mut server, &mut conns, m),
                 None => break,
             },
-            _ = tokio::time::sleep_until(wake.into()) => server.handle_timeout(Instant::now()),
+            _ = &mut sleep => {
+                server.handle_timeout(Instant::now());
+                armed = server.poll_timeout().unwrap_or_else(far);
+                sleep.as_mut().reset(armed.into());
+            }
         }
-        flush(&mut server, udp.as_deref(), &conns, &persist).await;
+        flush(&mut server, udp.as_ref(), &conns, &persist).await;
     }
 }
 

@@ -111,7 +111,11 @@ pub(crate) fn restore(store: &Store, server: &mut Server) {
             continue;
         };
         // Clamped: a hand-edited database must not overflow the clock.
-        let left = Duration::from_secs(u64::try_from(row.expires_unix - unix).unwrap_or(0).min(MAX_LEFT));
+        let left = Duration::from_secs(
+            u64::try_from(row.expires_unix - unix)
+                .unwrap_or(0)
+                .min(MAX_LEFT),
+        );
         let binding = Binding {
             contact: row.contact,
             instance: row.instance,
