@@ -30,20 +30,20 @@ impl Lane {
     }
 }
 
+/// Listener sockets by RFC 5780 role, what to announce, and the lanes to start.
+pub(super) type Bound = (
+    HashMap<Source, Vec<Arc<UdpSocket>>>,
+    Vec<Listening>,
+    Vec<Lane>,
+);
+
 /// Bind the primary sockets (each on its own [`Lane`]) and, with `alt`, the
 /// three RFC 5780 ones (served on the main runtime).
 pub(super) fn bind_all(
     primary: SocketAddr,
     alt: Option<SocketAddr>,
     shutdown: &Shutdown,
-) -> Result<
-    (
-        HashMap<Source, Vec<Arc<UdpSocket>>>,
-        Vec<Listening>,
-        Vec<Lane>,
-    ),
-    ServeError,
-> {
+) -> Result<Bound, ServeError> {
     let mut map = HashMap::new();
     let first = bind("--turn", primary, true)?;
     let bound = first
