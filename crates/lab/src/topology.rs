@@ -496,6 +496,23 @@ fn apply_nat_rules(ns: &str, kind: NatKind) -> Result<()> {
         masquerade.push("--random-fully");
     }
     iptables_in(ns, &masquerade)?;
+    // Like a home router's firewall: unsolicited packets for the router itself are dropped
+    // before conntrack confirms them. Otherwise a peer's hole-punching packet that arrives
+    // first leaves a confirmed entry behind, the host's own packet to that peer clashes
+    // with it, and MASQUERADE picks another public port: the mapping would change mid-punch.
+    let drop_unsolicited = [
+        "-A",
+        "INPUT",
+        "-i",
+        "wan",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "NEW",
+        "-j",
+        "DROP",
+    ];
+    iptables_in(ns, &drop_unsolicited)?;
     if kind == NatKind::UdpBlocked {
         iptables_in(ns, &["-A", "FORWARD", "-p", "udp", "-j", "DROP"])?;
     }

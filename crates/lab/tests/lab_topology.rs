@@ -35,6 +35,7 @@ fn helper_entry() {
         "reflect" => reflect(&args),
         "query" => query(&args),
         "stream" => stream(&args),
+        "punch" => punch(&args),
         other => panic!("unknown helper mode {other}"),
     }
 }
@@ -134,6 +135,54 @@ fn stream(args: &[String]) {
         "received {} min_rtt_ms {min:.1} max_rtt_ms {max:.1} reordered {reordered}",
         arrivals.len()
     );
+}
+
+/// Hole punching between two hosts: learns its mapping from the reflector at `args[0]`,
+/// publishes it in file `args[1]`, waits for the peer's in `args[2]`, sleeps `args[3]` ms,
+/// then sends to the peer's mapping every 20 ms for 1.5 s. Prints `mine <addr>` and one
+/// `from <addr>` per distinct source it heard the peer from.
+fn punch(args: &[String]) {
+    let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let mine = loop {
+        socket.send_to(b"q", args[0].as_str()).unwrap();
+        if let Ok((len, _)) = socket.recv_from(&mut buf) {
+            break String::from_utf8_lossy(&buf[..len])
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_owned();
+        }
+    };
+    std::fs::write(&args[1], &mine).unwrap();
+    println!("mine {mine}");
+    let peer: SocketAddr = loop {
+        if let Ok(text) = std::fs::read_to_string(&args[2]) {
+            if let Ok(addr) = text.trim().parse() {
+                break addr;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::thread::sleep(Duration::from_millis(args[3].parse().unwrap()));
+    let start = Instant::now();
+    let mut heard = Vec::new();
+    let mut next_send = start;
+    while start.elapsed() < Duration::from_millis(1500) {
+        if Instant::now() >= next_send {
+            socket.send_to(b"punch", peer).unwrap();
+            next_send += Duration::from_millis(20);
+        }
+        if let Ok((_, from)) = socket.recv_from(&mut buf) {
+            if from != args[0].parse().unwrap() && !heard.contains(&from) {
+                heard.push(from);
+                println!("from {from}");
+            }
+        }
+    }
 }
 
 fn helper(host: &Host, mode: &str, args: &[String]) -> LabProcess {
@@ -455,4 +504,74 @@ fn impaired_links_compose_along_a_path() {
     );
     assert_eq!(server_link.stats().up.sent, 50);
     assert_eq!(client_link.stats().down.sent, 50);
+}
+
+/// Runs `punch` on both hosts (b starts sending `b_delay_ms` later, so a's packets reach
+/// b's NAT unsolicited first) and returns (b's mapping, where a heard b from).
+fn punch_pair(lab: &Lab, a: &Host, b: &Host, b_delay_ms: u64) -> (String, Vec<String>) {
+    let (reflector, targets) = start_reflector(lab);
+    let dir = std::env::temp_dir().join(format!("natter-punch-{}", a.namespace()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let a_args = vec![targets[0].clone(), file("a"), file("b"), "0".to_owned()];
+    let b_args = vec![
+        targets[0].clone(),
+        file("b"),
+        file("a"),
+        b_delay_ms.to_string(),
+    ];
+    let a_run = helper(a, "punch", &a_args);
+    let b_run = helper(b, "punch", &b_args);
+    let a_out = String::from_utf8_lossy(&a_run.finish(Duration::from_secs(20)).unwrap().stdout)
+        .into_owned();
+    let b_out = String::from_utf8_lossy(&b_run.finish(Duration::from_secs(20)).unwrap().stdout)
+        .into_owned();
+    drop(reflector);
+    let _ = std::fs::remove_dir_all(&dir);
+    let b_mine = b_out
+        .lines()
+        .find_map(|l| l.strip_prefix("mine "))
+        .unwrap_or_else(|| panic!("{b_out}"))
+        .to_owned();
+    let heard = a_out
+        .lines()
+        .filter_map(|l| l.strip_prefix("from "))
+        .map(str::to_owned)
+        .collect();
+    (b_mine, heard)
+}
+
+#[test]
+fn cone_nats_keep_their_mapping_while_hole_punching() {
+    require_lab!("cone_nats_keep_their_mapping_while_hole_punching");
+    let mut lab = Lab::new("punch").unwrap();
+    let (nat_a, nat_b) = (
+        lab.add_nat(NatKind::PortRestrictedCone).unwrap(),
+        lab.add_nat(NatKind::PortRestrictedCone).unwrap(),
+    );
+    let (a, b) = (
+        lab.add_host_behind(&nat_a).unwrap(),
+        lab.add_host_behind(&nat_b).unwrap(),
+    );
+    let (b_mapping, heard) = punch_pair(&lab, &a, &b, 300);
+    assert_eq!(
+        heard,
+        vec![b_mapping],
+        "a must hear b from the mapping b learned from the server"
+    );
+}
+
+#[test]
+fn symmetric_nat_defeats_hole_punching() {
+    require_lab!("symmetric_nat_defeats_hole_punching");
+    let mut lab = Lab::new("punch-sym").unwrap();
+    let cone = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
+    let symmetric = lab.add_nat(NatKind::Symmetric).unwrap();
+    let (a, b) = (
+        lab.add_host_behind(&cone).unwrap(),
+        lab.add_host_behind(&symmetric).unwrap(),
+    );
+    let (b_mapping, heard) = punch_pair(&lab, &a, &b, 300);
+    // b's NAT uses a new port toward a; a's port-restricted NAT only admits b's old one.
+    assert!(heard.is_empty(), "b ({b_mapping}) got through: {heard:?}");
 }
