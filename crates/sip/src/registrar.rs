@@ -14,7 +14,7 @@ use crate::server::Server;
 use crate::{HeaderName, Message};
 
 /// Option tags we understand in Require.
-const SUPPORTED: &[&str] = &["outbound", "path"];
+const SUPPORTED: &[&str] = &["outbound"];
 
 /// A refusal: code, reason phrase, extra headers.
 type Refusal = (u16, String, Vec<(HeaderName, String)>);

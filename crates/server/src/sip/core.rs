@@ -25,6 +25,11 @@ pub(crate) enum ToCore {
     Closed { conn: ConnId },
 }
 
+/// Binding events are handed to the writer at most this often…
+const OUTBOX_EVERY: Duration = Duration::from_millis(250);
+/// …or when this many are waiting.
+const OUTBOX_MAX: usize = 1024;
+
 /// Datagrams read per wake-up before timers and channels get a turn.
 const UDP_BATCH: usize = 64;
 
@@ -33,7 +38,7 @@ pub(crate) fn spawn(
     server: Server,
     udp: Option<std::net::UdpSocket>,
     rx: mpsc::Receiver<ToCore>,
-    persist: mpsc::UnboundedSender<Event>,
+    persist: mpsc::UnboundedSender<Vec<Event>>,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
     let io = |e| ServeError::Io {
@@ -66,10 +71,15 @@ async fn run(
     mut server: Server,
     udp: Option<UdpSocket>,
     mut rx: mpsc::Receiver<ToCore>,
-    persist: mpsc::UnboundedSender<Event>,
+    persist: mpsc::UnboundedSender<Vec<Event>>,
     mut shutdown: Shutdown,
 ) {
     let mut conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut outbox = Outbox {
+        events: Vec::new(),
+        tx: persist,
+        sent: Instant::now(),
+    };
     let mut buf = vec![0u8; 65_536];
     let udp_local = udp.as_ref().and_then(|u| u.local_addr().ok());
     let far = || Instant::now() + Duration::from_secs(3600);
@@ -77,7 +87,10 @@ async fn run(
     let sleep = tokio::time::sleep_until(armed.into());
     tokio::pin!(sleep);
     loop {
-        let wake = server.poll_timeout().unwrap_or(armed);
+        let wake = match (server.poll_timeout(), outbox.deadline()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(armed),
+        };
         if wake != armed {
             armed = wake;
             sleep.as_mut().reset(wake.into()); // re-armed only when the deadline moves
@@ -96,12 +109,38 @@ async fn run(
                 None => break,
             },
             _ = &mut sleep => {
-                server.handle_timeout(Instant::now());
+                server.handle_timeout(Instant::now()); // no-op when only the outbox was due
                 armed = server.poll_timeout().unwrap_or_else(far);
                 sleep.as_mut().reset(armed.into());
             }
         }
-        flush(&mut server, udp.as_ref(), &conns, &persist).await;
+        flush(&mut server, udp.as_ref(), &conns, &mut outbox).await;
+        outbox.maybe_send(false);
+    }
+    outbox.maybe_send(true);
+}
+
+/// Binding events on their way to the persistence task, sent in batches.
+struct Outbox {
+    events: Vec<Event>,
+    tx: mpsc::UnboundedSender<Vec<Event>>,
+    sent: Instant,
+}
+
+impl Outbox {
+    /// When the waiting batch must go out.
+    fn deadline(&self) -> Option<Instant> {
+        (!self.events.is_empty()).then(|| self.sent + OUTBOX_EVERY)
+    }
+
+    /// Hand the batch over when it is big or old enough (or `now`).
+    fn maybe_send(&mut self, now: bool) {
+        let due = self.events.len() >= OUTBOX_MAX || self.sent.elapsed() >= OUTBOX_EVERY;
+        if self.events.is_empty() || !(now || due) {
+            return;
+        }
+        let _ = self.tx.send(std::mem::take(&mut self.events));
+        self.sent = Instant::now();
     }
 }
 
@@ -166,7 +205,7 @@ async fn flush(
     server: &mut Server,
     udp: Option<&UdpSocket>,
     conns: &HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
-    persist: &mpsc::UnboundedSender<Event>,
+    persist: &mut Outbox,
 ) {
     while let Some(t) = server.poll_transmit() {
         match (t.flow.conn, udp) {
@@ -186,7 +225,7 @@ async fn flush(
         }
     }
     while let Some(event) = server.poll_event() {
-        let _ = persist.send(event);
+        persist.events.push(event);
     }
 }
 
