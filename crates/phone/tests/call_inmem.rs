@@ -108,11 +108,7 @@ fn direct_call_carries_speech_and_prefers_the_direct_pair() {
     assert!(bstats.packets_received >= 100, "{bstats:?}");
     assert!(bstats.setup_ms.is_some_and(|s| s < 300.0), "{bstats:?}");
     assert!(bstats.mos.is_some_and(|m| m > 4.0), "{bstats:?}");
-    // Nothing on the wire is plain RTP: every RTP-looking datagram is SRTP (has the auth tag).
-    assert!(w
-        .wire
-        .iter()
-        .any(|(_, _, b)| b.first().is_some_and(|x| (128..192).contains(x))));
+    assert_no_plaintext_voice(&w);
 }
 
 #[test]
@@ -121,6 +117,55 @@ fn blocked_direct_path_falls_back_to_the_relay() {
     let (path, _, _) = path_of(&w.nodes[0].events);
     assert_eq!(path, "relay");
     assert_speech_arrived(&w);
+    assert_no_plaintext_voice(&w);
+}
+
+/// The Opus frames alice's microphone makes (the encoder is deterministic) never
+/// appear in any datagram on the wire: voice crossed it only as SRTP.
+fn assert_no_plaintext_voice(w: &World) {
+    let start = std::time::Instant::now();
+    let settings = natter_media::EncoderSettings::default();
+    let mut tx = natter_phone::voice::VoiceTx::new(
+        start,
+        natter_media::Codec::Opus,
+        &settings,
+        speechy(2.0),
+        0,
+    )
+    .unwrap();
+    let frames: Vec<Vec<u8>> = (0..100)
+        .filter_map(|i| {
+            tx.handle_timeout(start + Duration::from_millis(20 * i))
+                .map(|f| f.1)
+        })
+        .filter(|p| p.len() >= 16)
+        .collect();
+    assert!(
+        frames.len() > 50,
+        "the reference encoder made {} frames",
+        frames.len()
+    );
+    // The search finds a frame carried as plain RTP (12-byte header, then the payload).
+    let mut planted = vec![0x80u8, 111, 0, 1, 0, 0, 3, 192, 1, 2, 3, 4];
+    planted.extend_from_slice(&frames[10]);
+    assert!(planted
+        .windows(frames[10].len())
+        .any(|win| win == frames[10].as_slice()));
+    let rtp = w
+        .wire
+        .iter()
+        .filter(|(_, _, b)| b.first().is_some_and(|x| (128..192).contains(x)));
+    let mut seen = 0;
+    for (from, to, bytes) in rtp {
+        seen += 1;
+        for f in &frames {
+            assert!(
+                !bytes.windows(f.len()).any(|win| win == f.as_slice()),
+                "a plaintext Opus frame crossed the wire {from} -> {to}"
+            );
+        }
+    }
+    assert!(seen > 100, "only {seen} RTP-like datagrams on the wire");
 }
 
 #[test]

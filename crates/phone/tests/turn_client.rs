@@ -91,13 +91,13 @@ impl Net {
                         self.lost += 1;
                         continue;
                     }
-                    self.to_server(i, &bytes);
+                    self.deliver_to_server(i, &bytes);
                 }
             }
             while let Some(t) = self.server.poll_transmit() {
                 moved = true;
                 let i = self.index_of(t.to.client);
-                self.from_server(i, &t.payload);
+                self.deliver_from_server(i, &t.payload);
             }
             if !moved {
                 return;
@@ -105,7 +105,7 @@ impl Net {
         }
     }
 
-    fn to_server(&mut self, i: usize, bytes: &[u8]) {
+    fn deliver_to_server(&mut self, i: usize, bytes: &[u8]) {
         if let Some(user) = self.server.user_to_look_up(self.now, bytes) {
             let keys = match user.as_str() {
                 "alice" => Some(UserKeys::from_password("alice", REALM, "wonderland")),
@@ -128,12 +128,12 @@ impl Net {
             let to = RelayId(u32::from(peer.port()));
             if let Some(out) = self.server.handle_peer(self.now, to, from, &mut buf, range) {
                 let j = self.index_of(out.to.client);
-                self.from_server(j, &buf[out.range]);
+                self.deliver_from_server(j, &buf[out.range]);
             }
         }
     }
 
-    fn from_server(&mut self, i: usize, bytes: &[u8]) {
+    fn deliver_from_server(&mut self, i: usize, bytes: &[u8]) {
         let now = self.now;
         if let Some(d) = self.clients[i].1.handle_input(now, bytes) {
             self.delivered.push((i, d.peer, d.data.to_vec()));

@@ -185,11 +185,11 @@ impl World {
                 };
                 self.sip.handle_input(now, input);
             }
-            PhoneTransmit::Turn(bytes) => self.to_turn(self.nodes[i].media, &bytes),
+            PhoneTransmit::Turn(bytes) => self.deliver_to_turn(self.nodes[i].media, &bytes),
             PhoneTransmit::Udp { to, bytes } => {
                 let from = self.nodes[i].media;
                 if to == turn_addr() {
-                    return self.to_turn(from, &bytes);
+                    return self.deliver_to_turn(from, &bytes);
                 }
                 if to.ip().to_string() == SERVER_IP {
                     return; // a relay address without going through TURN: no route in this model
@@ -205,7 +205,7 @@ impl World {
         }
     }
 
-    fn to_turn(&mut self, client: SocketAddr, bytes: &[u8]) {
+    fn deliver_to_turn(&mut self, client: SocketAddr, bytes: &[u8]) {
         let now = self.now;
         if let Some(user) = self.turn.user_to_look_up(now, bytes) {
             let keys = password(&user).map(|pw| UserKeys::from_password(&user, DOMAIN, pw));
@@ -240,8 +240,9 @@ impl World {
                         .handle_udp(now, turn_addr(), &buf[out.range], true);
                 }
             }
-        } else if !self.block_direct || true {
-            // Relay to a phone's host address: arrives as plain UDP from the relay.
+        } else {
+            // Relay to a phone's host address: plain UDP from the relay (never blocked:
+            // `block_direct` only stops phone-to-phone datagrams).
             if let Some(j) = self.nodes.iter().position(|n| n.media == peer) {
                 self.nodes[j].phone.handle_udp(now, from, &data, false);
             }
