@@ -43,56 +43,59 @@ pub enum HeaderName {
 impl HeaderName {
     /// Recognise a header name, long or compact form, case-insensitively.
     pub fn parse(name: &str) -> HeaderName {
-        let known = [
-            ("via", HeaderName::Via),
-            ("v", HeaderName::Via),
-            ("from", HeaderName::From),
-            ("f", HeaderName::From),
-            ("to", HeaderName::To),
-            ("t", HeaderName::To),
-            ("call-id", HeaderName::CallId),
-            ("i", HeaderName::CallId),
-            ("cseq", HeaderName::CSeq),
-            ("contact", HeaderName::Contact),
-            ("m", HeaderName::Contact),
-            ("max-forwards", HeaderName::MaxForwards),
-            ("route", HeaderName::Route),
-            ("record-route", HeaderName::RecordRoute),
-            ("path", HeaderName::Path),
-            ("content-length", HeaderName::ContentLength),
-            ("l", HeaderName::ContentLength),
-            ("content-type", HeaderName::ContentType),
-            ("c", HeaderName::ContentType),
-            ("content-encoding", HeaderName::ContentEncoding),
-            ("e", HeaderName::ContentEncoding),
-            ("expires", HeaderName::Expires),
-            ("min-expires", HeaderName::MinExpires),
-            ("authorization", HeaderName::Authorization),
-            ("proxy-authorization", HeaderName::ProxyAuthorization),
-            ("www-authenticate", HeaderName::WwwAuthenticate),
-            ("proxy-authenticate", HeaderName::ProxyAuthenticate),
-            ("authentication-info", HeaderName::AuthenticationInfo),
-            ("supported", HeaderName::Supported),
-            ("k", HeaderName::Supported),
-            ("require", HeaderName::Require),
-            ("proxy-require", HeaderName::ProxyRequire),
-            ("unsupported", HeaderName::Unsupported),
-            ("allow", HeaderName::Allow),
-            ("user-agent", HeaderName::UserAgent),
-            ("server", HeaderName::Server),
-            ("date", HeaderName::Date),
-            ("subject", HeaderName::Subject),
-            ("s", HeaderName::Subject),
-            ("event", HeaderName::Event),
-            ("o", HeaderName::Event),
-            ("retry-after", HeaderName::RetryAfter),
-        ];
-        for (text, header) in known {
-            if name.eq_ignore_ascii_case(text) {
-                return header;
-            }
+        // Lowercase into a stack buffer, then one match (no allocation).
+        let mut buf = [0u8; 24];
+        let Some(lower) = buf.get_mut(..name.len()) else {
+            return HeaderName::Other(name.into());
+        };
+        for (d, b) in lower.iter_mut().zip(name.bytes()) {
+            *d = b.to_ascii_lowercase();
         }
-        HeaderName::Other(name.into())
+        match &*lower {
+            b"via" => HeaderName::Via,
+            b"v" => HeaderName::Via,
+            b"from" => HeaderName::From,
+            b"f" => HeaderName::From,
+            b"to" => HeaderName::To,
+            b"t" => HeaderName::To,
+            b"call-id" => HeaderName::CallId,
+            b"i" => HeaderName::CallId,
+            b"cseq" => HeaderName::CSeq,
+            b"contact" => HeaderName::Contact,
+            b"m" => HeaderName::Contact,
+            b"max-forwards" => HeaderName::MaxForwards,
+            b"route" => HeaderName::Route,
+            b"record-route" => HeaderName::RecordRoute,
+            b"path" => HeaderName::Path,
+            b"content-length" => HeaderName::ContentLength,
+            b"l" => HeaderName::ContentLength,
+            b"content-type" => HeaderName::ContentType,
+            b"c" => HeaderName::ContentType,
+            b"content-encoding" => HeaderName::ContentEncoding,
+            b"e" => HeaderName::ContentEncoding,
+            b"expires" => HeaderName::Expires,
+            b"min-expires" => HeaderName::MinExpires,
+            b"authorization" => HeaderName::Authorization,
+            b"proxy-authorization" => HeaderName::ProxyAuthorization,
+            b"www-authenticate" => HeaderName::WwwAuthenticate,
+            b"proxy-authenticate" => HeaderName::ProxyAuthenticate,
+            b"authentication-info" => HeaderName::AuthenticationInfo,
+            b"supported" => HeaderName::Supported,
+            b"k" => HeaderName::Supported,
+            b"require" => HeaderName::Require,
+            b"proxy-require" => HeaderName::ProxyRequire,
+            b"unsupported" => HeaderName::Unsupported,
+            b"allow" => HeaderName::Allow,
+            b"user-agent" => HeaderName::UserAgent,
+            b"server" => HeaderName::Server,
+            b"date" => HeaderName::Date,
+            b"subject" => HeaderName::Subject,
+            b"s" => HeaderName::Subject,
+            b"event" => HeaderName::Event,
+            b"o" => HeaderName::Event,
+            b"retry-after" => HeaderName::RetryAfter,
+            _ => HeaderName::Other(name.into()),
+        }
     }
 
     /// The long form as we write it.
