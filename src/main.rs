@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod probe;
 
 use std::process::ExitCode;
 

@@ -1,6 +1,7 @@
 //! Command-line interface.
 
 mod phone;
+mod probe;
 mod serve;
 mod user;
 
@@ -24,6 +25,8 @@ enum Command {
     /// Manage accounts (phone numbers or usernames).
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Show the public address a STUN server sees and how your NAT behaves.
+    Probe(probe::ProbeArgs),
     /// A phone: register, call a number or answer, with encrypted voice.
     Phone(phone::PhoneArgs),
 }
@@ -41,5 +44,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args),
         Command::User(cmd) => user::run(cmd),
         Command::Phone(args) => phone::run(args),
+        Command::Probe(args) => probe::run(args),
     }
 }

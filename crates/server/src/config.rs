@@ -111,7 +111,7 @@ impl RawConfig {
         })?;
         toml::from_str(&text).map_err(|e| ConfigError::File {
             path: path.to_owned(),
-            why: format!("{}", e.message().trim_end()).replace(
+            why: e.message().trim_end().replace(
                 "unknown field",
                 "unknown key (see `natter serve --help` for the keys)",
             ),
