@@ -108,10 +108,8 @@ fn open(data: &DataArgs) -> anyhow::Result<Store> {
         )
     })?;
     let store = Store::open(&data.data.join("natter.db"))?;
-    if store.realm()?.is_none() {
-        // Accounts made before the first `serve` are keyed for the default domain.
-        store.ensure_realm("localhost")?;
-    }
+    // Accounts made before the first `serve` are keyed for the default domain.
+    store.ensure_realm("localhost")?;
     Ok(store)
 }
 

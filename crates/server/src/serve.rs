@@ -23,10 +23,8 @@ pub async fn run(
     let data = DataDir::new(&config.data);
     data.create()?;
     let store = natter_store::Store::open(&data.db())?;
-    let realm = store.ensure_realm(&config.domain)?;
-    if realm != config.domain {
-        store.set_realm(&config.domain)?;
-    }
+    // New accounts are keyed for the domain this server runs under.
+    store.set_realm(&config.domain)?;
     let stale = store.accounts_outside_realm(&config.domain)?;
     if stale > 0 {
         tracing::warn!(

@@ -291,27 +291,12 @@ impl<A: RelayAllocator> Server<A> {
         };
         let granted = match granted {
             Ok(g) => g,
-            Err(RelayError::FamilyUnsupported) => {
-                return self.reply_error(
-                    tuple,
-                    source,
-                    msg,
-                    440,
-                    "Address Family not Supported",
-                    Some(&authed),
-                    |_| {},
-                )
-            }
-            Err(RelayError::NoCapacity) => {
-                return self.reply_error(
-                    tuple,
-                    source,
-                    msg,
-                    508,
-                    "Insufficient Capacity",
-                    Some(&authed),
-                    |_| {},
-                )
+            Err(e) => {
+                let (code, reason) = match e {
+                    RelayError::FamilyUnsupported => (440, "Address Family not Supported"),
+                    RelayError::NoCapacity => (508, "Insufficient Capacity"),
+                };
+                return self.reply_error(tuple, source, msg, code, reason, Some(&authed), |_| {});
             }
         };
         let lifetime = self.lifetime(msg);
