@@ -56,8 +56,9 @@ fn libopus_available() -> bool {
     if probe.is_ok_and(|o| o.status.success()) {
         return true;
     }
-    println!(
-        "SKIPPED: python3 with libopus.so.0 not available (apt-get install -y python3 libopus0)"
+    natter_lab::skip(
+        "libopus_loss",
+        "python3 with libopus.so.0 not available (apt-get install -y python3 libopus0)",
     );
     false
 }

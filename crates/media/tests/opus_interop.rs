@@ -32,7 +32,10 @@ fn have_opus_tools() -> bool {
     if ok("opusenc") && ok("opusdec") {
         return true;
     }
-    println!("SKIPPED: opus-tools (opusenc/opusdec) not installed; apt-get install -y opus-tools");
+    natter_lab::skip(
+        "opus_interop",
+        "opus-tools (opusenc/opusdec) not installed; apt-get install -y opus-tools",
+    );
     false
 }
 

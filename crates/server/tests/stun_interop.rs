@@ -138,7 +138,10 @@ fn stun_over_tls() {
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout).to_string();
     if s.contains("SKIPPED") || !have("xxd") {
-        println!("SKIPPED: openssl/xxd missing; STUN over TLS not checked from outside");
+        natter_lab::skip(
+            "stun over tls",
+            "openssl or xxd missing (apt-get install openssl xxd)",
+        );
         return;
     }
     let bytes: Vec<u8> = (0..s.trim().replace('\n', "").len() / 2)

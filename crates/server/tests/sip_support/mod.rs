@@ -117,8 +117,9 @@ pub fn sipp() -> Option<PathBuf> {
     if path.exists() {
         Some(path)
     } else {
-        eprintln!(
-            "SKIPPED: sipp is not installed (apt-get install sip-tester); sipp scenarios not run"
+        natter_lab::skip(
+            "sipp scenarios",
+            "sipp is not installed (apt-get install sip-tester)",
         );
         None
     }

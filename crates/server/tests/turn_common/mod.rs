@@ -36,15 +36,12 @@ impl Drop for TempDir {
 
 /// Is `tool` installed? If not, print the loud skip line.
 pub fn have(tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let ok = natter_lab::which(tool).is_some();
     if !ok {
-        println!("SKIPPED: {tool} is not installed (apt-get install coturn); this interop test did not run");
-        eprintln!("SKIPPED: {tool} is not installed (apt-get install coturn); this interop test did not run");
+        natter_lab::skip(
+            "turn/stun interop",
+            &format!("{tool} is not installed (apt-get install coturn)"),
+        );
     }
     ok
 }
