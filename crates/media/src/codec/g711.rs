@@ -137,7 +137,10 @@ impl Encoder for G711Encoder {
     }
 
     fn apply(&mut self, settings: &EncoderSettings) -> Result<(), MediaError> {
-        if settings.frame_ms == 0 || settings.frame_ms % 10 != 0 || settings.frame_ms > 120 {
+        if settings.frame_ms == 0
+            || !settings.frame_ms.is_multiple_of(10)
+            || settings.frame_ms > 120
+        {
             return Err(MediaError::InvalidSetting(format!(
                 "G.711 packet time must be a multiple of 10 ms up to 120, not {}",
                 settings.frame_ms

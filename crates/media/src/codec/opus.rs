@@ -130,7 +130,7 @@ impl OpusEncoder {
             return false;
         }
         let keepalive = (self.config.dtx_keepalive_ms / self.config.settings.frame_ms).max(1);
-        (self.silent_frames - hangover) % keepalive != 0
+        !(self.silent_frames - hangover).is_multiple_of(keepalive)
     }
 }
 

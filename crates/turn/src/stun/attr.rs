@@ -153,7 +153,7 @@ impl<'a> Attribute<'a> {
             t::USERHASH => Attribute::UserHash(fixed("USERHASH", v)?),
             t::MESSAGE_INTEGRITY => Attribute::MessageIntegrity(fixed("MESSAGE-INTEGRITY", v)?),
             t::MESSAGE_INTEGRITY_SHA256 => {
-                if !(16..=32).contains(&v.len()) || v.len() % 4 != 0 {
+                if !(16..=32).contains(&v.len()) || !v.len().is_multiple_of(4) {
                     return Err(bad(
                         "MESSAGE-INTEGRITY-SHA256",
                         "length must be 16..32, a multiple of 4",
@@ -174,7 +174,7 @@ impl<'a> Attribute<'a> {
             }
             t::PASSWORD_ALGORITHMS => Attribute::PasswordAlgorithms(v),
             t::UNKNOWN_ATTRIBUTES => {
-                if v.len() % 2 != 0 {
+                if !v.len().is_multiple_of(2) {
                     return Err(bad("UNKNOWN-ATTRIBUTES", "odd length"));
                 }
                 Attribute::UnknownAttributes(v)

@@ -55,7 +55,7 @@ impl MessageBuilder {
         // DATA/raw values, which callers bound by the datagram size; clamp anyway.
         let vlen16 = vlen.min(usize::from(u16::MAX)) as u16;
         self.buf[start + 2..start + 4].copy_from_slice(&vlen16.to_be_bytes());
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
         self.set_len(self.buf.len() - HEADER_LEN);
