@@ -161,3 +161,51 @@ fn user_commands_round_trip() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("imported 2000 new"));
 }
+
+#[test]
+fn user_domain_keys_accounts_for_that_domain() {
+    let dir = TempDir::new("user-domain");
+    let d = dir.path().display().to_string();
+    let run = |a: &[&str]| {
+        natter()
+            .arg("user")
+            .args(a)
+            .args(["--data", &d])
+            .output()
+            .unwrap()
+    };
+    let keys = |id: &str| {
+        let store = natter_store::Store::open(&dir.path().join("natter.db")).unwrap();
+        (
+            store.realm().unwrap(),
+            store.digest_keys(id).unwrap().unwrap(),
+        )
+    };
+    let out = run(&["add", "bob", "--password", "pw", "--domain", "Example.ORG"]);
+    assert!(out.status.success(), "{out:?}");
+    let (realm, bob) = keys("bob");
+    assert_eq!(realm.as_deref(), Some("example.org"));
+    let want = natter_store::DigestKeys::derive("bob", "example.org", "pw");
+    assert_eq!(
+        (bob.realm, bob.md5, bob.sha256),
+        (want.realm, want.md5, want.sha256)
+    );
+
+    // Moving to another domain warns about accounts keyed for the old one.
+    let out = run(&["add", "carol", "--password", "pw", "--domain", "other.net"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("1 account(s)") && err.contains("passwd"),
+        "{err}"
+    );
+    assert_eq!(keys("carol").1.realm, "other.net");
+
+    let bad = run(&["add", "dave", "--domain", "not a domain"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("domain") && err.contains("example.org"),
+        "{err}"
+    );
+}

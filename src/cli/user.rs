@@ -17,13 +17,13 @@ pub enum UserCommand {
         #[arg(long, value_name = "PW")]
         password: Option<String>,
         #[command(flatten)]
-        data: DataArgs,
+        keys: KeyArgs,
     },
     /// Create or update accounts from a CSV file of `ID,PASSWORD` lines (`-` for stdin).
     Import {
         file: String,
         #[command(flatten)]
-        data: DataArgs,
+        keys: KeyArgs,
     },
     /// List accounts.
     List {
@@ -42,20 +42,32 @@ pub enum UserCommand {
         #[arg(long, value_name = "PW")]
         password: Option<String>,
         #[command(flatten)]
-        data: DataArgs,
+        keys: KeyArgs,
     },
+}
+
+/// Where accounts live and which domain their digest keys are made for.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Domain (SIP domain and TURN realm) to key passwords for; it becomes the
+    /// data directory's domain, as `serve --domain` does [default: the one
+    /// recorded by the last `serve`, else localhost].
+    #[arg(long, value_name = "NAME")]
+    domain: Option<String>,
 }
 
 pub fn run(cmd: UserCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        UserCommand::Add { id, password, data } => {
-            let (store, id) = (open(&data)?, AccountId::parse(&id)?);
+        UserCommand::Add { id, password, keys } => {
+            let (store, id) = (open_keyed(&keys)?, AccountId::parse(&id)?);
             let (password, generated) = password_or_new(password)?;
             store.add_account(&id, &password)?;
             report_password("added", &id, &password, generated);
         }
-        UserCommand::Passwd { id, password, data } => {
-            let (store, id) = (open(&data)?, AccountId::parse(&id)?);
+        UserCommand::Passwd { id, password, keys } => {
+            let (store, id) = (open_keyed(&keys)?, AccountId::parse(&id)?);
             let (password, generated) = password_or_new(password)?;
             store.set_password(&id, &password)?;
             report_password("updated", &id, &password, generated);
@@ -70,7 +82,7 @@ pub fn run(cmd: UserCommand) -> anyhow::Result<ExitCode> {
                 println!("{id}");
             }
         }
-        UserCommand::Import { file, data } => return import(&open(&data)?, &file),
+        UserCommand::Import { file, keys } => return import(&open_keyed(&keys)?, &file),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -110,6 +122,24 @@ fn open(data: &DataArgs) -> anyhow::Result<Store> {
     let store = Store::open(&data.data.join("natter.db"))?;
     // Accounts made before the first `serve` are keyed for the default domain.
     store.ensure_realm("localhost")?;
+    Ok(store)
+}
+
+/// Open the store for commands that make digest keys: `--domain`, when given,
+/// becomes the recorded realm (warning about accounts keyed for another one).
+fn open_keyed(keys: &KeyArgs) -> anyhow::Result<Store> {
+    let store = open(&keys.data)?;
+    if let Some(domain) = &keys.domain {
+        let domain = natter_server::config::parse_domain(domain)?;
+        store.set_realm(&domain)?;
+        let stale = store.accounts_outside_realm(&domain)?;
+        if stale > 0 {
+            eprintln!(
+                "warning: {stale} account(s) were created for another domain than {domain}; \
+                 they cannot sign in until `natter user passwd ID --domain {domain}` sets a new password"
+            );
+        }
+    }
     Ok(store)
 }
 

@@ -215,7 +215,8 @@ fn ip(key: &'static str, v: Option<String>) -> Result<Option<IpAddr>, ConfigErro
     .transpose()
 }
 
-fn parse_domain(s: &str) -> Result<String, ConfigError> {
+/// A DNS name (`example.org`, `localhost`), lower-cased; the SIP domain and TURN realm.
+pub fn parse_domain(s: &str) -> Result<String, ConfigError> {
     let ok = !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
