@@ -66,6 +66,18 @@ impl Dialogs {
         Some(d.clone())
     }
 
+    /// A party re-registered over `new`: its dialogs on `old` now use `new`.
+    pub(crate) fn move_flow(&mut self, old: &Flow, new: Flow) {
+        for d in self.map.values_mut() {
+            if d.caller == *old {
+                d.caller = new;
+            }
+            if d.callee == *old {
+                d.callee = new;
+            }
+        }
+    }
+
     pub(crate) fn remove(&mut self, call_id: &str, from_tag: &str, to_tag: &str) {
         self.map.remove(&key(call_id, from_tag, to_tag));
     }
@@ -83,6 +95,7 @@ impl Dialogs {
 mod tests {
     use super::*;
     use crate::flow::Transport;
+    use std::net::SocketAddr;
 
     #[test]
     fn found_from_either_side_and_expires_when_idle() {
@@ -102,5 +115,28 @@ mod tests {
         assert_eq!(d.len(), 1, "touched at t0, so it lives until t0 + idle");
         d.expire(t0 + DIALOG_IDLE);
         assert_eq!(d.len(), 0);
+    }
+
+    #[test]
+    fn a_moved_party_takes_its_dialogs_along() {
+        let flow = |port: u16, conn: u64| Flow {
+            transport: Transport::Tcp,
+            local: "192.0.2.1:5060".parse().unwrap(),
+            remote: SocketAddr::from(([10, 0, 0, 1], port)),
+            conn: Some(crate::flow::ConnId(conn)),
+        };
+        let (a, b, a2) = (flow(5000, 1), flow(6000, 2), flow(7000, 3));
+        let t0 = Instant::now();
+        let mut d = Dialogs::default();
+        d.insert("c", "A", "B", a, b, t0);
+        d.move_flow(&a, a2);
+        let got = d.touch("c", "A", "B", t0).unwrap();
+        assert_eq!((got.caller, got.callee), (a2, b));
+        d.move_flow(&flow(9999, 9), a);
+        assert_eq!(
+            d.touch("c", "A", "B", t0).unwrap().caller,
+            a2,
+            "other flows: no change"
+        );
     }
 }

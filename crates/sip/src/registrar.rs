@@ -215,8 +215,19 @@ impl Server {
             list.clear();
         } else {
             let wanted = self.read_contacts(req, &contacts)?;
+            let before = list.clone();
             for w in wanted {
                 apply(&mut list, w, &call_id, cseq, now, flow)?;
+            }
+            // A device that re-registers over a new flow (it moved, or its
+            // connection broke) takes its calls along: in-dialog requests follow.
+            for b in &list {
+                let old = before
+                    .iter()
+                    .find(|o| o.same_key(b.instance.as_deref(), b.reg_id, &b.contact));
+                if let Some(old) = old.filter(|o| o.flow != b.flow) {
+                    self.dialogs.move_flow(&old.flow, b.flow);
+                }
             }
         }
         if list.len() > self.cfg.max_bindings {

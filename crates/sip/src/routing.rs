@@ -98,6 +98,10 @@ impl Server {
             }
             return;
         }
+        if source != flow {
+            // Same party, new connection (it reconnected): answer it there from now on.
+            self.dialogs.move_flow(&source, flow);
+        }
         if req.method() == Some(&Method::Bye) {
             let (c, f, t) = (call_id.to_owned(), from_tag.to_owned(), to_tag.to_owned());
             self.dialogs.remove(&c, &f, &t);
