@@ -21,6 +21,8 @@ use crate::turn_client::TurnConfig;
 use crate::voice::{pcm_rate, VoiceRx, VoiceTx, OPUS_RATE};
 use crate::PhoneError;
 
+mod roam;
+
 /// Phone settings.
 #[derive(Debug, Clone)]
 pub struct PhoneConfig {
@@ -34,6 +36,8 @@ pub struct PhoneConfig {
     pub encoder: EncoderSettings,
     /// Give up when ICE has not connected this long after the answer. Default 10 s.
     pub connect_timeout: Duration,
+    /// End a call whose lost path is not restored this long. Default 15 s.
+    pub reconnect_timeout: Duration,
 }
 
 impl PhoneConfig {
@@ -46,6 +50,7 @@ impl PhoneConfig {
             codecs: vec![Codec::Opus, Codec::Pcmu, Codec::Pcma],
             encoder: EncoderSettings::default(),
             connect_timeout: Duration::from_secs(10),
+            reconnect_timeout: Duration::from_secs(15),
         }
     }
 }
@@ -113,6 +118,7 @@ struct ActiveCall {
     rx: Option<VoiceRx>,
     path: Option<PathInfo>,
     stats: CallStats,
+    roam: roam::Roam,
 }
 
 /// The phone engine.
@@ -232,6 +238,7 @@ impl Phone {
         }
         self.send_voice(now);
         self.check_connect_deadline(now);
+        self.check_roam(now);
         self.flush(now);
         self.periodic_stats(now);
     }
@@ -249,6 +256,7 @@ impl Phone {
             min(c.rx.as_ref().and_then(|rx| rx.poll_timeout()));
             min(c.connect_by);
             min(self.last_stats.map(|l| l + STATS_EVERY));
+            min(self.roam_timeout());
         }
         t
     }
@@ -299,6 +307,7 @@ impl ActiveCall {
             rx: None,
             path: None,
             stats: CallStats::default(),
+            roam: roam::Roam::default(),
         }
     }
 
@@ -393,6 +402,7 @@ impl Phone {
                 self.on_media_event(now, ev);
             }
             progressed |= self.advance_call(now);
+            progressed |= self.advance_roam(now);
             if let Some(rx) = self.call.as_mut().and_then(|c| c.rx.as_mut()) {
                 let heard = rx.take_audio();
                 if !heard.is_empty() {
@@ -466,7 +476,9 @@ impl Phone {
             UaEvent::Incoming { call, from, sdp } => self.on_incoming(now, call, from, sdp),
             UaEvent::Ringing { .. } => self.events.push_back(PhoneEvent::Ringing),
             UaEvent::Answered { call, sdp } => self.on_answered(now, &call, &sdp),
-            UaEvent::Confirmed { .. } | UaEvent::Updated { .. } => {}
+            UaEvent::Confirmed { .. } => {}
+            UaEvent::Updated { call, sdp } => self.on_update(now, &call, &sdp),
+            UaEvent::UpdateFailed { call, code } => self.on_update_failed(now, &call, code),
             UaEvent::Ended { call, reason } => {
                 if self.call.as_ref().and_then(|c| c.id.as_ref()) == Some(&call) {
                     self.end_call(now, reason);
@@ -499,8 +511,11 @@ impl Phone {
         let Some(c) = self.call.as_mut() else {
             return;
         };
-        if c.id.as_ref() != Some(call) || c.t_connected.is_some() {
-            return; // a re-INVITE answer: nothing new for the media here
+        if c.id.as_ref() != Some(call) {
+            return;
+        }
+        if c.t_connected.is_some() {
+            return self.on_reanswer(now, sdp); // the answer to our re-INVITE
         }
         let sdp = String::from_utf8_lossy(sdp).into_owned();
         if let Err(e) = c.media.accept_answer(now, &sdp) {
@@ -527,7 +542,8 @@ impl Phone {
                     }
                 }
             }
-            MediaEvent::Disconnected => self.events.push_back(PhoneEvent::Reconnecting),
+            MediaEvent::Disconnected => self.on_path_lost(now, "ICE lost the path"),
+            MediaEvent::Restored(path) => self.on_restored(now, path),
             MediaEvent::Voice {
                 seq,
                 rtp_ts,

@@ -21,6 +21,8 @@ use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, 
 use crate::turn_client::{TurnClient, TurnConfig, TurnEvent};
 use crate::PhoneError;
 
+mod restart;
+
 /// Media settings for one call.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
@@ -118,6 +120,8 @@ pub enum MediaEvent {
     Path(PathInfo),
     /// ICE lost the path (consent failed).
     Disconnected,
+    /// After an ICE restart: ICE is up again and voice arrived over this pair.
+    Restored(PathInfo),
     /// A voice frame from the far end.
     Voice {
         seq: u16,
@@ -161,6 +165,14 @@ pub struct MediaSession {
     connected: bool,
     /// The (local, remote) of the last DTLS/RTP datagram: the nominated pair.
     last_pair: Option<(SocketAddr, SocketAddr)>,
+    /// Local candidates we added (host, srflx, relay), to retire them on a move.
+    local_cands: Vec<Candidate>,
+    /// Last datagram that str0m took from the far end (any of STUN, DTLS, RTP).
+    last_rx: Instant,
+    /// An ICE restart is under way: `Some(ice_up)` until voice flows again.
+    restart: Option<bool>,
+    /// The far end's current `a=ice-ufrag` (a new one in a re-offer is a restart).
+    remote_ufrag: Option<String>,
     /// Counts SRTP/RTP packets str0m refused or ignored is not exposed; we count what it accepted.
     pub(crate) rtc_errors: u64,
 }
@@ -183,10 +195,9 @@ impl MediaSession {
         // are repeated quickly, keeping setup well under 300 ms.
         rtc_cfg.set_initial_stun_rto(Duration::from_millis(50));
         let mut rtc = rtc_cfg.build(now);
-        if !cfg.force_relay {
-            let host = Candidate::host(cfg.host, "udp")
-                .map_err(|e| PhoneError::Media(format!("host candidate {}: {e}", cfg.host)))?;
-            rtc.add_local_candidate(host);
+        let host = host_candidate(&cfg)?;
+        if let Some(c) = &host {
+            rtc.add_local_candidate(c.clone());
         }
         let turn = cfg.turn.clone().map(TurnClient::new);
         let mut s = MediaSession {
@@ -207,8 +218,15 @@ impl MediaSession {
             stats: TransportStats::default(),
             connected: false,
             last_pair: None,
+            local_cands: Vec::new(),
+            last_rx: now,
+            restart: None,
+            remote_ufrag: None,
             rtc_errors: 0,
         };
+        if let Some(c) = host {
+            s.local_cands.push(c);
+        }
         match s.turn.as_mut() {
             Some(t) => t.allocate(now),
             None => s.finish_gathering(),
@@ -286,7 +304,7 @@ impl MediaSession {
         Ok(answer.to_sdp_string())
     }
 
-    /// Apply the far end's answer (caller).
+    /// Apply the far end's answer (caller, or either side after its own re-offer).
     pub fn accept_answer(&mut self, now: Instant, sdp: &str) -> Result<(), PhoneError> {
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| PhoneError::BadSdp(e.to_string()))?;
@@ -294,6 +312,9 @@ impl MediaSession {
             .pending_offer
             .take()
             .ok_or_else(|| PhoneError::BadSdp("an answer without an offer".into()))?;
+        if self.restart.is_some() {
+            self.remote.clear(); // the answer lists every candidate the far end has now
+        }
         self.learn_remote(sdp, now);
         // With a relay, ICE starts once the far end may reach it: the callee's
         // checks to our relay would be dropped until our permissions exist, and
@@ -452,6 +473,14 @@ impl MediaSession {
         let Ok(contents) = bytes.try_into() else {
             return; // not STUN, DTLS, RTP or RTCP: dropped
         };
+        self.last_rx = now;
+        // RTP/RTCP is 128..191: voice over this pair after a restart means it is back.
+        let media = bytes.first().is_some_and(|b| (128..192).contains(b));
+        if media && self.restart == Some(true) {
+            self.restart = None;
+            let path = self.classify(destination, source);
+            self.events.push_back(MediaEvent::Restored(path));
+        }
         let input = Input::Receive(
             now,
             Receive {
@@ -515,6 +544,7 @@ impl MediaSession {
     ) {
         self.relay = Some(relayed);
         if let Ok(c) = Candidate::relayed(relayed, self.cfg.host, "udp") {
+            self.local_cands.push(c.clone());
             self.rtc.add_local_candidate(c);
         }
         let udp = self
@@ -524,6 +554,7 @@ impl MediaSession {
         if let (Some(m), false, true) = (mapped, self.cfg.force_relay, udp) {
             if m != self.cfg.host {
                 if let Ok(c) = Candidate::server_reflexive(m, self.cfg.host, "udp") {
+                    self.local_cands.push(c.clone());
                     self.rtc.add_local_candidate(c);
                 }
             }
@@ -534,6 +565,7 @@ impl MediaSession {
 
     /// Remember the far end's candidates (for path types) and let them reach our relay.
     fn learn_remote(&mut self, sdp: &str, now: Instant) {
+        self.remote_ufrag = restart::ice_ufrag(sdp).or(self.remote_ufrag.take());
         for line in sdp.lines() {
             let Some(attr) = line.trim().strip_prefix("a=") else {
                 continue;
@@ -628,6 +660,9 @@ impl MediaSession {
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.events.push_back(MediaEvent::Disconnected);
             }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) if self.restart.is_some() => self.restart = Some(true),
             Event::MediaAdded(m) if m.kind == MediaKind::Audio => self.mid = Some(m.mid),
             Event::MediaData(d) => {
                 self.stats.packets_received += 1;
@@ -683,6 +718,16 @@ impl MediaSession {
             remote_addr: remote,
         }
     }
+}
+
+/// The host candidate, unless only the relay is offered.
+fn host_candidate(cfg: &MediaConfig) -> Result<Option<Candidate>, PhoneError> {
+    if cfg.force_relay {
+        return Ok(None);
+    }
+    Candidate::host(cfg.host, "udp")
+        .map(Some)
+        .map_err(|e| PhoneError::Media(format!("host candidate {}: {e}", cfg.host)))
 }
 
 /// Longest wait for TURN permissions before ICE starts anyway.

@@ -234,8 +234,12 @@ fn call_rings_is_answered_and_hung_up_through_the_proxy() {
             }]
         );
 
-        // A re-INVITE (ICE restart) is answered with the callee's current SDP.
-        net.ua(a).reinvite(now, &call, b"v=0 offer2".to_vec());
+        // A re-INVITE (ICE restart) is handed up; the callee answers it with new SDP.
+        assert!(net.ua(a).reinvite(now, &call, b"v=0 offer2".to_vec()));
+        assert!(
+            !net.ua(a).reinvite(now, &call, b"v=0 offer3".to_vec()),
+            "one re-INVITE at a time"
+        );
         net.pump();
         assert_eq!(
             net.take(b),
@@ -244,13 +248,45 @@ fn call_rings_is_answered_and_hung_up_through_the_proxy() {
                 sdp: b"v=0 offer2".to_vec()
             }]
         );
+        assert!(
+            net.take(a).is_empty(),
+            "no answer before the callee gives one"
+        );
+        net.ua(b)
+            .answer_update(now, &bcall, b"v=0 answer2".to_vec());
+        net.pump();
         assert_eq!(
             net.take(a),
             vec![UaEvent::Answered {
                 call: call.clone(),
-                sdp: b"v=0 answer".to_vec()
+                sdp: b"v=0 answer2".to_vec()
             }]
         );
+
+        // Both re-offer at once (glare): each gets 491 and may try again later.
+        assert!(net.ua(a).reinvite(now, &call, b"v=0 offer4".to_vec()));
+        assert!(net.ua(b).reinvite(now, &bcall, b"v=0 offer5".to_vec()));
+        net.pump();
+        assert_eq!(
+            net.take(a),
+            vec![UaEvent::UpdateFailed {
+                call: call.clone(),
+                code: 491
+            }]
+        );
+        assert_eq!(
+            net.take(b),
+            vec![UaEvent::UpdateFailed {
+                call: bcall.clone(),
+                code: 491
+            }]
+        );
+        let (wa, wb) = (
+            net.ua(a).reinvite_backoff(&call),
+            net.ua(b).reinvite_backoff(&bcall),
+        );
+        assert!(wa >= Duration::from_millis(2100) && wa <= Duration::from_secs(4));
+        assert!(wb <= Duration::from_secs(2));
 
         net.advance(Duration::from_secs(5));
         let now = net.now;

@@ -41,6 +41,8 @@ pub enum EndReason {
     Timeout,
     #[error("no media path: {0}")]
     NoMediaPath(String),
+    #[error("the connection was lost and could not be restored: {0}")]
+    ConnectionLost(String),
 }
 
 impl EndReason {
@@ -109,6 +111,8 @@ pub(crate) struct Call {
     pub local_sdp: Vec<u8>,
     /// Our 200 OK, retransmitted over UDP until the ACK comes.
     pub ok: Option<Vec<u8>>,
+    /// The far end's re-INVITE we have not answered yet.
+    pub update: Option<Message>,
 }
 
 impl Call {

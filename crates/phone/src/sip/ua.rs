@@ -98,10 +98,17 @@ pub enum UaEvent {
     Confirmed {
         call: CallId,
     },
-    /// The far end sent a re-INVITE with this offer; we answered with our SDP.
+    /// The far end sent a re-INVITE with this offer (ICE restart, …): answer
+    /// with [`UserAgent::answer_update`] or refuse with [`UserAgent::reject_update`].
     Updated {
         call: CallId,
         sdp: Vec<u8>,
+    },
+    /// Our re-INVITE failed with `code` (491: both sides re-offered at once;
+    /// try again after [`UserAgent::reinvite_backoff`]). The call goes on.
+    UpdateFailed {
+        call: CallId,
+        code: u16,
     },
     Ended {
         call: CallId,
@@ -246,6 +253,7 @@ impl UserAgent {
         let id = CallId(token(&mut self.rng, 20));
         let remote_uri = format!("sip:{target}@{}", self.domain);
         let call = Call {
+            update: None,
             id: id.clone(),
             role: Role::Caller,
             state: CallState::Calling {
@@ -328,13 +336,82 @@ impl UserAgent {
         }
     }
 
-    /// Send a new offer inside the call (ICE restart, codec change).
-    pub fn reinvite(&mut self, now: Instant, id: &CallId, sdp: Vec<u8>) {
-        if let Some(call) = self.calls.get_mut(id) {
-            if call.state == CallState::Confirmed {
+    /// Send a new offer inside the call (ICE restart, codec change). False when
+    /// the call cannot take one now (not confirmed, or a re-INVITE is pending).
+    pub fn reinvite(&mut self, now: Instant, id: &CallId, sdp: Vec<u8>) -> bool {
+        if self.reinvite_pending(id) {
+            return false;
+        }
+        match self.calls.get_mut(id) {
+            Some(call) if call.state == CallState::Confirmed => {
                 call.local_sdp = sdp;
                 self.send_in_dialog(now, id, Method::Invite);
+                true
             }
+            _ => false,
+        }
+    }
+
+    /// The signaling flow changed (new connection, new local address after a
+    /// move): register again over it and resend what was in flight (RFC 5626 §4.4).
+    pub fn handle_flow_change(&mut self, now: Instant, local: SocketAddr) {
+        tracing::info!(old = %self.cfg.local, new = %local, "new signaling flow: registering again");
+        self.cfg.local = local;
+        self.reg.registered = false;
+        self.reg.refresh_at = None;
+        self.txs.retain(|_, t| t.kind != TxKind::Register);
+        let t1 = self.cfg.t1;
+        for tx in self.txs.values_mut() {
+            self.transmits.push_back(tx.bytes.clone());
+            tx.deadline = tx.deadline.max(now + t1 * 64);
+        }
+        self.register(now);
+    }
+
+    /// How long to wait before re-offering after a 491 (RFC 3261 §14.1): the
+    /// Call-ID's owner (the caller) 2.1–4 s, the other side 0–2 s.
+    pub fn reinvite_backoff(&mut self, id: &CallId) -> Duration {
+        let caller = self.calls.get(id).is_some_and(|c| c.role == Role::Caller);
+        let ms = if caller {
+            self.rng.gen_range(2100..=4000)
+        } else {
+            self.rng.gen_range(0..=2000)
+        };
+        Duration::from_millis(ms)
+    }
+
+    /// Answer the far end's re-INVITE ([`UaEvent::Updated`]) with our SDP.
+    pub fn answer_update(&mut self, now: Instant, id: &CallId, sdp: Vec<u8>) {
+        let contact = self.contact();
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
+        let Some(req) = call.update.take() else {
+            return;
+        };
+        let mut ok = req.response(200, "OK", Some(&call.local_tag));
+        ok.push(HeaderName::Contact, format!("<{contact}>"));
+        ok.push(HeaderName::ContentType, "application/sdp");
+        ok.body = sdp.clone();
+        let bytes = ok.to_bytes();
+        call.local_sdp = sdp;
+        call.ok = Some(bytes.clone());
+        self.transmits.push_back(bytes);
+        if !self.cfg.transport.is_reliable() {
+            let t1 = self.cfg.t1;
+            self.ok_timers
+                .insert(id.clone(), (now + t1, t1, now + t1 * 64));
+        }
+    }
+
+    /// Refuse the far end's re-INVITE (488 for an unusable offer); the call goes on.
+    pub fn reject_update(&mut self, _now: Instant, id: &CallId, code: u16) {
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
+        if let Some(req) = call.update.take() {
+            let resp = req.response(code, reason_phrase(code), Some(&call.local_tag));
+            self.transmits.push_back(resp.to_bytes());
         }
     }
 
@@ -638,7 +715,10 @@ impl UserAgent {
                 },
             ),
             TxKind::Cancel(id) => self.end(&id, EndReason::LocalHangup),
-            TxKind::Bye(_) | TxKind::Reinvite(_) => {}
+            TxKind::Reinvite(call) => self
+                .events
+                .push_back(UaEvent::UpdateFailed { call, code: 408 }),
+            TxKind::Bye(_) => {}
         }
     }
 
@@ -752,6 +832,7 @@ impl UserAgent {
             .and_then(|u| u.user_unescaped())
             .unwrap_or_else(|| remote_uri.clone());
         let call = Call {
+            update: None,
             id: id.clone(),
             role: Role::Callee,
             state: CallState::Offered,
@@ -783,19 +864,34 @@ impl UserAgent {
     }
 
     fn on_reinvite(&mut self, req: Message, id: CallId) {
-        let contact = self.contact();
-        let Some(call) = self.calls.get(&id) else {
+        let glare = self.reinvite_pending(&id);
+        let Some(call) = self.calls.get_mut(&id) else {
             return self.reply(&req, 481, None);
         };
-        let mut ok = req.response(200, "OK", Some(&call.local_tag));
-        ok.push(HeaderName::Contact, format!("<{contact}>"));
-        ok.push(HeaderName::ContentType, "application/sdp");
-        ok.body = call.local_sdp.clone();
-        self.transmits.push_back(ok.to_bytes());
-        self.events.push_back(UaEvent::Updated {
-            call: id,
-            sdp: req.body,
-        });
+        let tag = call.local_tag.clone();
+        let same = |m: &Message| m.cseq().map(|c| c.seq) == req.cseq().map(|c| c.seq);
+        if call.update.as_ref().is_some_and(same) {
+            return; // a retransmission of the re-INVITE we are answering
+        }
+        if call.state == CallState::Ended {
+            return self.reply(&req, 481, Some(&tag));
+        }
+        if glare || call.update.is_some() {
+            return self.reply(&req, 491, Some(&tag)); // RFC 3261 §14.2
+        }
+        if let Some(c) = req.header(&HeaderName::Contact).and_then(contact_uri) {
+            call.remote_target = c; // target refresh (§12.2.2)
+        }
+        let sdp = req.body.clone();
+        call.update = Some(req);
+        self.events.push_back(UaEvent::Updated { call: id, sdp });
+    }
+
+    /// Our re-INVITE for `id` is still waiting for its final answer.
+    fn reinvite_pending(&self, id: &CallId) -> bool {
+        self.txs
+            .values()
+            .any(|t| matches!(&t.kind, TxKind::Reinvite(c) if c == id))
     }
 
     fn on_ack(&mut self, id: CallId) {
@@ -866,7 +962,16 @@ impl UserAgent {
                     sdp: resp.body,
                 });
             }
-            TxKind::Reinvite(_) | TxKind::Bye(_) | TxKind::Cancel(_) => {}
+            TxKind::Reinvite(id) => {
+                self.ack_failure(&tx, &resp);
+                if code == 481 {
+                    self.end(&id, EndReason::RemoteHangup); // the dialog is gone (§12.2.1.2)
+                } else {
+                    self.events
+                        .push_back(UaEvent::UpdateFailed { call: id, code });
+                }
+            }
+            TxKind::Bye(_) | TxKind::Cancel(_) => {}
         }
     }
 
