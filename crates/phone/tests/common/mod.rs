@@ -69,6 +69,8 @@ pub struct Node {
     /// Its SIP flow's address and its media socket's address.
     pub sip: SocketAddr,
     pub media: SocketAddr,
+    /// The SIP connection's id at the server (a new one after a move).
+    pub conn: u64,
     pub events: Vec<PhoneEvent>,
     pub heard: Vec<i16>,
 }
@@ -82,6 +84,9 @@ pub struct World {
     pub block_direct: bool,
     /// Every datagram that crossed the simulated wire between phones or relays: (from, to, bytes).
     pub wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Drop every media datagram (direct and through TURN): the path is dead.
+    pub cut_media: bool,
+    next_conn: u64,
 }
 
 impl World {
@@ -102,6 +107,8 @@ impl World {
             nodes: Vec::new(),
             block_direct: false,
             wire: Vec::new(),
+            cut_media: false,
+            next_conn: 100,
         }
     }
 
@@ -120,10 +127,24 @@ impl World {
             phone: Phone::new(cfg),
             sip,
             media,
+            conn: i as u64,
             events: Vec::new(),
             heard: Vec::new(),
         });
         i
+    }
+
+    /// Node `i` moves to `ip` (new network): its old addresses go dead, it gets
+    /// a new SIP connection and media socket, and the phone is told so.
+    pub fn move_node(&mut self, i: usize, ip: IpAddr) {
+        let n = &mut self.nodes[i];
+        n.sip = SocketAddr::new(ip, n.sip.port() + 1);
+        n.media = SocketAddr::new(ip, n.media.port() + 1);
+        n.conn = self.next_conn;
+        self.next_conn += 1;
+        let (now, sip, media) = (self.now, n.sip, n.media);
+        n.phone.handle_sip_flow(now, sip);
+        n.phone.handle_media_moved(now, media);
     }
 
     pub fn phone(&mut self, i: usize) -> &mut Phone {
@@ -148,13 +169,14 @@ impl World {
             }
             while let Some(t) = self.sip.poll_transmit() {
                 moved = true;
-                let i = self
-                    .nodes
-                    .iter()
-                    .position(|n| n.sip == t.flow.remote)
-                    .unwrap();
-                let now = self.now;
-                self.nodes[i].phone.handle_sip(now, &t.bytes);
+                // Nothing answers at an address a phone has left.
+                let conn = t.flow.conn.map(|c| c.0);
+                let to = self.nodes.iter().position(|n| n.sip == t.flow.remote);
+                if let Some(i) = to.filter(|&i| conn.is_none() || conn == Some(self.nodes[i].conn))
+                {
+                    let now = self.now;
+                    self.nodes[i].phone.handle_sip(now, &t.bytes);
+                }
             }
             while let Some(t) = self.turn.poll_transmit() {
                 moved = true;
@@ -180,11 +202,12 @@ impl World {
                     transport: Transport::Tcp,
                     local: sip_addr(),
                     remote: self.nodes[i].sip,
-                    conn_id: Some(ConnId(i as u64)),
+                    conn_id: Some(ConnId(self.nodes[i].conn)),
                     bytes: &bytes,
                 };
                 self.sip.handle_input(now, input);
             }
+            _ if self.cut_media => {}
             PhoneTransmit::Turn(bytes) => self.deliver_to_turn(self.nodes[i].media, &bytes),
             PhoneTransmit::Udp { to, bytes } => {
                 let from = self.nodes[i].media;
