@@ -16,7 +16,7 @@ use crate::PhoneError;
 /// TLS towards `host`, trusting the PEM certificates in `ca` (or anything with `insecure`).
 /// With neither, no certificate is trusted and the handshake fails with a clear message.
 pub fn client(host: &str, ca: Option<&Path>, insecure: bool) -> Result<Tls, PhoneError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| PhoneError::Tls(e.to_string()))?;

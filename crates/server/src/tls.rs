@@ -23,7 +23,7 @@ pub fn load_or_create(
     }
     let certs = read_certs(&cert)?;
     let key = read_key(&key)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ServeError::Tls(e.to_string()))?
@@ -64,7 +64,7 @@ fn create_self_signed(data: &DataDir, domain: &str) -> Result<(), ServeError> {
         reason: format!("cannot write it ({e})"),
     };
     fs::write(data.cert(), certified.cert.pem()).map_err(|e| io(&data.cert(), e))?;
-    write_private(&data.key(), certified.key_pair.serialize_pem().as_bytes())
+    write_private(&data.key(), certified.signing_key.serialize_pem().as_bytes())
         .map_err(|e| io(&data.key(), e))?;
     Ok(())
 }
