@@ -65,6 +65,17 @@ pub struct Credentials {
     pub qop_auth: Option<(String, u32)>,
 }
 
+impl Credentials {
+    /// RFC 7616 §3.4.6 (RFC 2617 §3.2.2.5): the `uri` parameter must name
+    /// the resource of the request line, i.e. equal the Request-URI; the
+    /// server answers 400 otherwise. Compared as written: the client copies
+    /// the Request-URI it sends, so any difference means the response was
+    /// computed for another request (or replayed from one).
+    pub fn uri_matches(&self, request_uri: &str) -> bool {
+        self.uri == request_uri
+    }
+}
+
 /// The outcome of checking credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {

@@ -9,6 +9,8 @@
 //! | --- | --- |
 //! | [`msg`] | parser and serializer (compact forms, folding, list headers, limits) |
 //! | [`frame`] | stream framing by Content-Length, CRLF keepalive ping/pong |
+//! | [`large`] | requests over 1,300 bytes go over TCP, back to UDP when that fails |
+//! | `keepalive` | STUN Binding keepalives on the UDP SIP port (RFC 5626 §8) |
 //! | [`auth`] | digest (SHA-256, MD5, qop=auth), signed expiring nonces, nc replay ring |
 //! | [`guard`] | failed-auth lockout per account and source, per-source rate limit |
 //! | [`location`] | account → bindings with the flow each arrived on |
@@ -24,6 +26,8 @@ mod dialog;
 pub mod flow;
 pub mod frame;
 pub mod guard;
+mod keepalive;
+pub mod large;
 pub mod location;
 pub mod msg;
 mod proxy;
@@ -35,7 +39,7 @@ mod timers;
 mod tx;
 
 pub use msg::{parse, HeaderName, Limits, Message, Method};
-pub use server::{Event, OpenState, Server, ServerConfig};
+pub use server::{Counters, Event, OpenState, Server, ServerConfig};
 
 /// Errors from the SIP core. Parse errors never panic; they say what is wrong.
 #[derive(Debug, thiserror::Error)]

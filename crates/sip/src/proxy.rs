@@ -190,7 +190,15 @@ impl Server {
             self.sent_by(&flow)
         );
         out.push_front(HeaderName::Via, via);
-        let bytes = out.to_bytes();
+        let mut bytes = out.to_bytes();
+        let (flow, udp) = match self.large_request_flow(now, &flow, bytes.len()) {
+            Some(tcp) => {
+                crate::large::set_top_via_transport(&mut out, tcp.transport);
+                bytes = out.to_bytes();
+                (tcp, Some(flow))
+            }
+            None => (flow, None),
+        };
         self.send(flow, bytes.clone());
         let cid = self.txs.insert_client(ClientTx {
             branch,
@@ -205,6 +213,7 @@ impl Server {
             cancel_interval: self.cfg.t1,
             final_code: None,
             timer_c: invite.then(|| now + self.cfg.timer_c),
+            udp,
         });
         if let Some(s) = self.txs.server(sid) {
             s.branches.push(cid);
@@ -378,7 +387,9 @@ impl Server {
         client.state = ClientState::Completed;
         client.final_code = Some(200);
         client.bytes = Vec::new();
-        let callee = client.flow;
+        // A branch moved to TCP for its size keeps the device's own flow for
+        // the dialog: later (small) requests go where it registered.
+        let callee = client.udp.unwrap_or(client.flow);
         if invite {
             if let (Some(call_id), Some(from), Some(to)) = (up.call_id(), up.from(), up.to()) {
                 if let (Some(ft), Some(tt)) = (from.tag(), to.tag()) {
@@ -580,7 +591,9 @@ impl Server {
         );
     }
 
-    fn send_cancel(&mut self, now: Instant, cid: u64) {
+    /// Send (or, after a change of transport, send again) the branch's
+    /// CANCEL, built from the request as sent.
+    pub(crate) fn send_cancel(&mut self, now: Instant, cid: u64) {
         let Some(sent) = self.sent_request(cid) else {
             return;
         };

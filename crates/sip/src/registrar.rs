@@ -43,7 +43,8 @@ impl Server {
         }
         match self.update_bindings(now, flow, &req, &account) {
             Ok(()) => {
-                let extra = self.contact_list(now, &account, &req);
+                let mut extra = self.contact_list(now, &account);
+                extra.extend(self.outbound_headers(&flow, &req));
                 info!(account = %account, bindings = self.location.all(&account).len(), "registered");
                 self.answer_cached(now, &flow, &req, 200, "OK", extra);
             }
@@ -130,6 +131,11 @@ impl Server {
         if creds.username != account {
             let reason = "Forbidden (authenticated user differs from the account in the request)";
             self.answer_cached(now, flow, req, 403, reason, Vec::new());
+            return false;
+        }
+        if !creds.uri_matches(req.request_uri().unwrap_or_default()) {
+            let reason = "Bad Request (digest uri differs from the Request-URI: answer the challenge for this request)";
+            self.answer_cached(now, flow, req, 400, reason, Vec::new());
             return false;
         }
         let keys = self.accounts.digest_keys(account);
@@ -277,11 +283,13 @@ impl Server {
                 .get("+sip.instance")
                 .flatten()
                 .map(|i| i.trim_matches(['"', '<', '>']).to_owned());
+            // RFC 5626 §6: reg-id without an instance id is ignored.
             let reg_id = na
                 .params
                 .get("reg-id")
                 .flatten()
-                .and_then(|r| r.parse().ok());
+                .and_then(|r| r.parse().ok())
+                .filter(|_| instance.is_some());
             let expires = expires.min(self.cfg.max_expires);
             out.push(Wanted {
                 uri: na.uri.to_owned(),
@@ -294,14 +302,8 @@ impl Server {
     }
 
     /// Contact headers listing every current binding, for the 200.
-    fn contact_list(
-        &self,
-        now: Instant,
-        account: &str,
-        req: &Message,
-    ) -> Vec<(HeaderName, String)> {
-        let mut extra: Vec<(HeaderName, String)> = self
-            .location
+    fn contact_list(&self, now: Instant, account: &str) -> Vec<(HeaderName, String)> {
+        self.location
             .lookup(account, now)
             .map(|b| {
                 let left = b.expires_at.saturating_duration_since(now).as_secs();
@@ -314,14 +316,34 @@ impl Server {
                 }
                 (HeaderName::Contact, v)
             })
-            .collect();
-        let outbound = req
-            .headers_named(&HeaderName::Contact)
-            .any(|c| c.contains("reg-id"));
-        if outbound {
-            extra.push((HeaderName::Require, "outbound".into()));
+            .collect()
+    }
+
+    /// RFC 5626 §6 for the 200: we always support outbound; a REGISTER
+    /// that used it (a Contact with both `+sip.instance` and `reg-id`) also
+    /// gets the keepalive interval for its transport (Flow-Timer, §5.4)
+    /// and, when the UA declared support, `Require: outbound` (RFC 3261
+    /// §8.2.2.3 forbids requiring what the client did not offer).
+    fn outbound_headers(&self, flow: &Flow, req: &Message) -> Vec<(HeaderName, String)> {
+        let mut out = vec![(HeaderName::Supported, "outbound".to_owned())];
+        if !uses_outbound(req) {
+            return out;
         }
-        extra
+        let declared = [HeaderName::Supported, HeaderName::Require]
+            .iter()
+            .flat_map(|h| req.headers_named(h))
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("outbound"));
+        if declared {
+            out.push((HeaderName::Require, "outbound".to_owned()));
+        }
+        let every = if flow.transport.is_reliable() {
+            self.cfg.flow_timer_stream
+        } else {
+            self.cfg.flow_timer_udp
+        };
+        out.push((HeaderName::FlowTimer, every.to_string()));
+        out
     }
 
     /// Send a final response to a non-INVITE request and keep it for
@@ -388,6 +410,16 @@ fn apply(
         });
     }
     Ok(())
+}
+
+/// Does any Contact ask for outbound processing (instance id and reg-id)?
+fn uses_outbound(req: &Message) -> bool {
+    req.headers_named(&HeaderName::Contact)
+        .filter_map(NameAddr::parse)
+        .any(|na| {
+            na.params.get("+sip.instance").flatten().is_some()
+                && na.params.get("reg-id").flatten().is_some()
+        })
 }
 
 /// Require option tags we do not support, comma-separated.

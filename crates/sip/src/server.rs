@@ -30,8 +30,9 @@ use tracing::debug;
 
 use crate::auth::{Accounts, Digest};
 use crate::dialog::Dialogs;
-use crate::flow::{ConnId, Flow, Input, Transmit};
+use crate::flow::{ConnId, Flow, Input, Transmit, Transport};
 use crate::guard::{Guard, GuardConfig};
+use crate::keepalive::{classify, Datagram};
 use crate::location::{Binding, Location};
 use crate::msg::{reason_phrase, Uri};
 use crate::timers::{Timer, Timers};
@@ -78,6 +79,12 @@ pub struct ServerConfig {
     pub secret: [u8; 32],
     /// Seed for branch ids and tags. Default: random.
     pub seed: u64,
+    /// Keepalive interval asked of outbound (RFC 5626) UAs on UDP, sent as
+    /// Flow-Timer. Default 29 s (NATs drop idle UDP mappings after ~30 s).
+    pub flow_timer_udp: u32,
+    /// The same for TCP, TLS and WebSocket flows. Default 120 s (the
+    /// drivers close streams idle for 300 s).
+    pub flow_timer_stream: u32,
 }
 
 impl ServerConfig {
@@ -102,6 +109,8 @@ impl ServerConfig {
             sha256_first: false,
             secret: rng.gen(),
             seed: rng.gen(),
+            flow_timer_udp: 29,
+            flow_timer_stream: 120,
         }
     }
 }
@@ -128,6 +137,21 @@ pub struct OpenState {
     pub timers: usize,
 }
 
+/// Running totals, for metrics and tests (see [`Server::counters`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// STUN Binding keepalives answered on UDP (RFC 5626 §8).
+    pub stun_keepalives: u64,
+    /// Datagrams that started like STUN but were not a Binding request we
+    /// answer; dropped.
+    pub stun_dropped: u64,
+    /// Requests over 1,300 bytes for a UDP flow sent over TCP instead
+    /// (RFC 3261 §18.1.1).
+    pub sent_over_tcp: u64,
+    /// …of which went back to UDP because no TCP connection could be made.
+    pub tcp_fallbacks: u64,
+}
+
 /// How often expired bindings and stale protection state are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -145,6 +169,8 @@ pub struct Server {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     changed: HashMap<String, ()>,
+    pub(crate) counters: Counters,
+    pub(crate) unreachable: crate::large::Unreachable,
 }
 
 impl Server {
@@ -172,6 +198,8 @@ impl Server {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             changed: HashMap::new(),
+            counters: Counters::default(),
+            unreachable: Default::default(),
         }
     }
 
@@ -184,6 +212,9 @@ impl Server {
         if !self.guard.allow(now, flow.remote.ip()) {
             debug!(remote = %flow.remote, "rate limit: request dropped");
             return;
+        }
+        if flow.transport == Transport::Udp && classify(input.bytes) == Datagram::Stun {
+            return self.handle_stun(flow, input.bytes);
         }
         self.txs.expire_cache(now);
         match crate::parse(input.bytes, &self.cfg.limits) {
@@ -199,6 +230,20 @@ impl Server {
             Err(e) => debug!(remote = %flow.remote, error = %e, "dropped unreadable message"),
         }
         self.flush_events();
+    }
+
+    /// A STUN keepalive on the UDP SIP port: answer or drop.
+    fn handle_stun(&mut self, flow: Flow, bytes: &[u8]) {
+        match crate::keepalive::answer(&flow, bytes) {
+            Some(reply) => {
+                self.counters.stun_keepalives += 1;
+                self.send(flow, reply);
+            }
+            None => {
+                self.counters.stun_dropped += 1;
+                debug!(remote = %flow.remote, "dropped a STUN-like datagram that is no Binding request");
+            }
+        }
     }
 
     /// A stream connection closed: forget the bindings that used it.
@@ -246,6 +291,11 @@ impl Server {
     /// The location service (read-only).
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// Running totals (keepalives, TCP for large requests).
+    pub fn counters(&self) -> Counters {
+        self.counters
     }
 
     /// Open state, for metrics and leak tests.
@@ -371,6 +421,7 @@ impl Server {
         self.guard.purge(now);
         self.dialogs.expire(now);
         self.txs.expire_cache(now);
+        self.unreachable.purge(now);
         self.timers.set(now + SWEEP_EVERY, Timer::Sweep);
     }
 }

@@ -75,6 +75,9 @@ pub(crate) struct ClientTx {
     /// The current Timer C deadline (provisional responses push it back;
     /// older entries in the timer table are then ignored).
     pub timer_c: Option<std::time::Instant>,
+    /// The UDP flow this branch was moved to TCP from because the request
+    /// is large (RFC 3261 §18.1.1); it falls back there if TCP fails.
+    pub udp: Option<Flow>,
 }
 
 /// All transactions, indexed by id and by branch.
@@ -150,6 +153,18 @@ impl Transactions {
         let tx = self.clients.remove(&id)?;
         self.client_index.remove(&tx.branch);
         Some(tx)
+    }
+
+    /// Client transactions sending over `flow`.
+    pub(crate) fn clients_on(&self, flow: &Flow) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.flow == *flow)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     pub(crate) fn server_count(&self) -> usize {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{register, Harness, Ua, DOMAIN};
-use natter_sip::flow::Flow;
+use natter_sip::flow::{ConnId, Flow, Transport};
 use natter_sip::{HeaderName, Message, Method};
 
 struct Call {
@@ -404,4 +404,115 @@ fn assert_no_leaks(h: &mut Harness) {
         "{open:?}"
     );
     assert_eq!(open.timers, 1, "only the sweep remains");
+}
+
+/// An INVITE whose SDP makes it larger than 1,300 bytes once forwarded.
+fn large_invite(ua: &mut Ua) -> Message {
+    let mut inv = ua.invite("bob");
+    for i in 0..40 {
+        inv.body.extend_from_slice(
+            format!(
+                "a=candidate:{i} 1 udp 2130706431 10.0.0.1 {} typ host\r\n",
+                4000 + i
+            )
+            .as_bytes(),
+        );
+    }
+    inv
+}
+
+#[test]
+fn large_request_goes_over_tcp_then_back_to_udp_when_no_connection_can_be_made() {
+    let mut c = setup(1);
+    let bob = c.bob_flows[0];
+    let inv = large_invite(&mut c.alice);
+    c.h.send(c.alice_flow, &inv);
+    let (_, challenge) = c.h.one();
+    let inv = c.alice.authorize(&inv, &challenge);
+    c.h.send(c.alice_flow, &inv);
+    let out = c.h.drain();
+    assert_eq!(out.len(), 2, "100 Trying and one branch: {out:#?}");
+    let (tcp, branch) = &out[1];
+    assert_eq!(tcp.transport, Transport::Tcp, "§18.1.1: large → TCP");
+    assert_eq!(
+        (tcp.remote, tcp.conn),
+        (bob.remote, None),
+        "same address, new connection"
+    );
+    assert!(branch.to_bytes().len() > 1300);
+    let via = branch.header(&HeaderName::Via).unwrap().to_owned();
+    assert!(via.starts_with("SIP/2.0/TCP "), "{via}");
+    c.h.advance(Duration::from_secs(2));
+    assert!(c.h.drain().is_empty(), "no retransmissions over TCP");
+
+    // The device is behind NAT: the connection cannot be made.
+    c.h.server.handle_connect_failed(c.h.now, *tcp);
+    let (to, again) = c.h.one();
+    assert_eq!(to, bob, "back to the flow it registered on");
+    let via_udp = again.header(&HeaderName::Via).unwrap();
+    assert_eq!(via_udp, via.replacen("SIP/2.0/TCP", "SIP/2.0/UDP", 1));
+    let counters = c.h.server.counters();
+    assert_eq!((counters.sent_over_tcp, counters.tcp_fallbacks), (1, 1));
+    c.h.advance(Duration::from_millis(500));
+    let (to, _) = c.h.one();
+    assert_eq!(to, bob, "UDP retransmissions (timer A) after the fallback");
+
+    // The device answers over UDP; the caller gets it.
+    let ok = again.response(200, "OK", Some("bob-tag"));
+    c.h.send(bob, &ok);
+    let up = c.h.drain();
+    assert!(
+        up.iter()
+            .any(|(f, m)| *f == c.alice_flow && m.code() == Some(200)),
+        "{up:#?}"
+    );
+
+    // The refusal is remembered: the next large request goes straight to UDP.
+    let inv2 = large_invite(&mut c.alice);
+    c.h.send(c.alice_flow, &inv2);
+    let (_, challenge) = c.h.one();
+    let inv2 = c.alice.authorize(&inv2, &challenge);
+    c.h.send(c.alice_flow, &inv2);
+    let out = c.h.drain();
+    assert_eq!(out[1].0, bob, "{out:#?}");
+    assert!(out[1]
+        .1
+        .header(&HeaderName::Via)
+        .unwrap()
+        .starts_with("SIP/2.0/UDP "));
+    assert_eq!(c.h.server.counters().tcp_fallbacks, 2);
+}
+
+#[test]
+fn large_request_over_a_tcp_connection_completes_and_the_dialog_keeps_the_udp_flow() {
+    let mut c = setup(1);
+    let bob = c.bob_flows[0];
+    let inv = large_invite(&mut c.alice);
+    c.h.send(c.alice_flow, &inv);
+    let (_, challenge) = c.h.one();
+    let inv = c.alice.authorize(&inv, &challenge);
+    c.h.send(c.alice_flow, &inv);
+    let out = c.h.drain();
+    let (tcp, branch) = out[1].clone();
+    assert_eq!(tcp.transport, Transport::Tcp);
+    // The driver connected (connection 9); the device answers on it.
+    let conn = Flow {
+        conn: Some(ConnId(9)),
+        ..tcp
+    };
+    c.h.send(conn, &branch.response(180, "Ringing", Some("bob-tag")));
+    c.h.send(conn, &branch.response(200, "OK", Some("bob-tag")));
+    let up: Vec<_> =
+        c.h.drain()
+            .into_iter()
+            .map(|(f, m)| (f, m.code()))
+            .collect();
+    assert_eq!(up, [(c.alice_flow, Some(180)), (c.alice_flow, Some(200))]);
+    assert_eq!(c.h.server.counters().tcp_fallbacks, 0);
+    // A small in-dialog request goes to the flow the device registered on.
+    let ok = branch.response(200, "OK", Some("bob-tag"));
+    let bye = in_dialog(&ok, Method::Bye, "z9hG4bK-bye-large", 2);
+    c.h.send(c.alice_flow, &bye);
+    let (to, fwd) = c.h.one();
+    assert_eq!((to, fwd.method()), (bob, Some(&Method::Bye)));
 }

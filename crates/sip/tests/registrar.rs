@@ -55,6 +55,30 @@ fn register_with_digest_stores_the_flow_and_reports_it() {
 }
 
 #[test]
+fn digest_uri_other_than_the_request_uri_gets_400() {
+    let mut h = Harness::new();
+    let flow = h.udp("198.51.100.7:40000");
+    let mut ua = Ua::new("alice", "alice-pw", "10.0.0.2:5060");
+    let req = ua.register(&[("Contact", &ua.contact())]);
+    h.send(flow, &req);
+    let (_, challenge) = h.one();
+    // Correct credentials, computed for another Request-URI, then sent
+    // with this one: the response hash itself is right for its uri.
+    let mut other = req.clone();
+    other.set_request_uri("sip:elsewhere.example.net");
+    let mut moved = ua.authorize(&other, &challenge);
+    moved.set_request_uri(format!("sip:{DOMAIN}"));
+    h.send(flow, &moved);
+    let (_, bad) = h.one();
+    assert_eq!(bad.code(), Some(400), "{bad:?}");
+    assert!(h.server.location().is_empty());
+    // The honest answer for the same challenge still works.
+    let good = ua.authorize(&req, &challenge);
+    h.send(flow, &good);
+    assert_eq!(h.one().1.code(), Some(200));
+}
+
+#[test]
 fn phone_number_accounts_with_escaped_plus() {
     let mut h = Harness::new();
     let flow = h.udp("198.51.100.8:5060");
@@ -139,13 +163,34 @@ fn outbound_instance_replaces_the_old_flow() {
     let contact = "<sip:a@10.0.0.2;ob>;+sip.instance=\"<urn:uuid:1234>\";reg-id=1";
     let mut ua = Ua::new("alice", "alice-pw", "10.0.0.2");
     let first = h.udp("198.51.100.7:40000");
-    let ok = register(&mut h, &mut ua, first, &[("Contact", contact)]);
+    let ok = register(
+        &mut h,
+        &mut ua,
+        first,
+        &[("Contact", contact), ("Supported", "path, outbound")],
+    );
     assert_eq!(ok.header(&HeaderName::Require), Some("outbound"));
+    assert_eq!(ok.header(&HeaderName::Supported), Some("outbound"));
+    assert_eq!(
+        ok.header(&HeaderName::FlowTimer),
+        Some("29"),
+        "UDP keepalive interval"
+    );
     // The phone moved to another network: new public address, new contact.
     let moved = h.tcp("203.0.113.9:51000", 7);
     let contact2 = contact.replace("10.0.0.2", "10.9.9.9");
     ua.call_id = "new-call-id".into();
-    register(&mut h, &mut ua, moved, &[("Contact", &contact2)]);
+    let ok = register(
+        &mut h,
+        &mut ua,
+        moved,
+        &[("Contact", &contact2), ("Supported", "outbound")],
+    );
+    assert_eq!(
+        ok.header(&HeaderName::FlowTimer),
+        Some("120"),
+        "stream keepalive interval"
+    );
     let all: Vec<_> = h
         .server
         .location()
@@ -161,6 +206,56 @@ fn outbound_instance_replaces_the_old_flow() {
         .handle_connection_closed(natter_sip::flow::ConnId(7));
     assert!(h.server.location().is_empty());
     assert_eq!(h.events().len(), 1);
+}
+
+#[test]
+fn outbound_is_required_only_when_the_ua_uses_and_supports_it() {
+    let mut h = Harness::new();
+    let flow = h.udp("198.51.100.7:40000");
+    let instance = "<sip:a@10.0.0.2;ob>;+sip.instance=\"<urn:uuid:1234>\"";
+    let cases = [
+        // (contact, Supported header, Require expected, Flow-Timer expected)
+        (format!("{instance};reg-id=1"), None, false, true),
+        (format!("{instance};reg-id=1"), Some("outbound"), true, true),
+        (instance.to_owned(), Some("outbound"), false, false),
+        (
+            "<sip:a@10.0.0.2>;reg-id=1".to_owned(),
+            Some("outbound"),
+            false,
+            false,
+        ),
+    ];
+    let mut ua = Ua::new("alice", "alice-pw", "10.0.0.2");
+    for (i, (contact, supported, require, timer)) in cases.into_iter().enumerate() {
+        ua.call_id = format!("outbound-{i}");
+        let mut extra = vec![("Contact", contact.as_str())];
+        extra.extend(supported.map(|s| ("Supported", s)));
+        let ok = register(&mut h, &mut ua, flow, &extra);
+        assert_eq!(ok.code(), Some(200), "case {i}");
+        assert_eq!(
+            ok.header(&HeaderName::Supported),
+            Some("outbound"),
+            "case {i}"
+        );
+        assert_eq!(
+            ok.header(&HeaderName::Require).is_some(),
+            require,
+            "case {i}"
+        );
+        assert_eq!(
+            ok.header(&HeaderName::FlowTimer).is_some(),
+            timer,
+            "case {i}"
+        );
+    }
+    // reg-id without an instance id is ignored (RFC 5626 §6).
+    let plain = h
+        .server
+        .location()
+        .lookup("alice", h.now)
+        .find(|b| b.instance.is_none())
+        .expect("the plain binding");
+    assert_eq!(plain.reg_id, None);
 }
 
 #[test]
@@ -354,4 +449,43 @@ fn rate_limit_drops_floods_per_source() {
     let req = ua.register(&[]);
     h.send(other, &req);
     assert_eq!(h.drain().len(), 1);
+}
+
+#[test]
+fn stun_keepalive_on_udp_is_answered_with_the_public_address() {
+    use natter_turn::stun::{self, Attribute, BindingRequest, Class, TransactionId};
+    let mut h = Harness::new();
+    let flow = h.udp("198.51.100.7:40000");
+    let tid = TransactionId::new([7; 12]);
+    h.input(flow, &BindingRequest::new(tid).build());
+    let t = h.server.poll_transmit().expect("a Binding response");
+    assert_eq!(t.flow, flow);
+    let resp = stun::decode(&t.bytes).unwrap();
+    assert_eq!((resp.class(), resp.transaction_id()), (Class::Success, tid));
+    let mapped = resp.attributes().find_map(|a| match a {
+        Ok(Attribute::XorMappedAddress(addr)) => Some(addr),
+        _ => None,
+    });
+    assert_eq!(mapped, Some(flow.remote));
+    // Garbage that starts like STUN is dropped; SIP keeps working after it.
+    h.input(
+        flow,
+        &[0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3],
+    );
+    h.input(flow, &[0x01; 300]);
+    assert!(h.server.poll_transmit().is_none());
+    let c = h.server.counters();
+    assert_eq!((c.stun_keepalives, c.stun_dropped), (1, 2));
+    let mut ua = Ua::new("alice", "alice-pw", "10.0.0.2");
+    let contact = ua.contact();
+    assert_eq!(
+        register(&mut h, &mut ua, flow, &[("Contact", &contact)]).code(),
+        Some(200)
+    );
+    // On a stream STUN is not demultiplexed (RFC 5626 uses CRLF there).
+    h.input(
+        h.tcp("198.51.100.7:40001", 3),
+        &BindingRequest::new(tid).build(),
+    );
+    assert!(h.server.poll_transmit().is_none());
 }

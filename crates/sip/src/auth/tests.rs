@@ -164,3 +164,15 @@ fn credential_parsing() {
         "qop without nc"
     );
 }
+
+#[test]
+fn digest_uri_must_equal_the_request_uri() {
+    let c = answer(Algorithm::Md5, "alice", "pw", "n", 1);
+    assert!(c.uri_matches("sip:example.org"));
+    // Another resource, or the same one spelled differently, is not the
+    // Request-URI the response was computed for.
+    assert!(!c.uri_matches("sip:example.org;transport=tcp"));
+    assert!(!c.uri_matches("sip:bob@example.org"));
+    assert!(!c.uri_matches("sip:EXAMPLE.org"));
+    assert!(!c.uri_matches(""));
+}

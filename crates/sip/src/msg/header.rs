@@ -37,6 +37,8 @@ pub enum HeaderName {
     Subject,
     Event,
     RetryAfter,
+    /// RFC 5626 §11: the keepalive interval the server asks for.
+    FlowTimer,
     Other(Box<str>),
 }
 
@@ -94,6 +96,7 @@ impl HeaderName {
             b"event" => HeaderName::Event,
             b"o" => HeaderName::Event,
             b"retry-after" => HeaderName::RetryAfter,
+            b"flow-timer" => HeaderName::FlowTimer,
             _ => HeaderName::Other(name.into()),
         }
     }
@@ -132,6 +135,7 @@ impl HeaderName {
             HeaderName::Subject => "Subject",
             HeaderName::Event => "Event",
             HeaderName::RetryAfter => "Retry-After",
+            HeaderName::FlowTimer => "Flow-Timer",
             HeaderName::Other(s) => s,
         }
     }
