@@ -27,6 +27,7 @@ mod error;
 pub mod impair;
 mod process;
 mod skip;
+pub mod testing;
 mod topology;
 
 pub use cmd::{impairment_available, lab_available};
