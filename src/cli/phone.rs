@@ -327,7 +327,9 @@ impl Session {
     ) -> anyhow::Result<Option<ExitCode>> {
         match ev {
             DriverEvent::Audio { rate, samples } => self.write_audio(rate, &samples)?,
-            DriverEvent::SignalingLost(why) => bail!("lost the connection to the server: {why}"),
+            DriverEvent::SignalingLost(why) => {
+                eprintln!("lost the connection to the server ({why}): reconnecting")
+            }
             DriverEvent::Phone(e) => return self.on_phone(e, deadline).await,
         }
         Ok(None)
@@ -356,7 +358,7 @@ impl Session {
             }
             PhoneEvent::Ringing => eprintln!("ringing"),
             PhoneEvent::Connected { path } => {
-                self.connected = true;
+                let again = std::mem::replace(&mut self.connected, true);
                 eprintln!(
                     "connected: {} path ({} → {}), {} ↔ {}",
                     path.path_str(),
@@ -365,7 +367,8 @@ impl Session {
                     path.local_addr,
                     path.remote_addr
                 );
-                if let Mode::Call(_) = self.mode {
+                // After a reconnect the call keeps its original hang-up time.
+                if let (Mode::Call(_), false) = (&self.mode, again) {
                     *deadline = tokio::time::Instant::now() + self.hangup_after;
                 }
             }

@@ -35,4 +35,4 @@ pub use error::{Error, Result};
 pub use impair::{ImpairedLink, Impairment, LinkStats};
 pub use process::LabProcess;
 pub use skip::{skip, which};
-pub use topology::{Host, Lab, Nat, NatKind};
+pub use topology::{Host, Lab, MultiHomedHost, Nat, NatKind};

@@ -17,6 +17,9 @@ use crate::impair::{ImpairedLink, Impairment};
 use crate::process::LabProcess;
 use crate::{Error, Result};
 
+mod multihome;
+pub use multihome::MultiHomedHost;
+
 /// Address of the core router on the server segment.
 const CORE_SERVER_SIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 /// The server's two public addresses (two, so RFC 5780 `--stun-alt` works).

@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Phone, PhoneEvent, PhoneTransmit};
 
+mod roam;
+
 /// What the user asks of the phone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -35,7 +37,8 @@ pub enum DriverEvent {
         rate: u32,
         samples: Vec<i16>,
     },
-    /// The signaling connection closed or failed.
+    /// The signaling connection closed or failed; the driver reconnects (with
+    /// backoff) and registers again.
     SignalingLost(String),
 }
 
@@ -59,6 +62,8 @@ pub struct Links {
 /// Sockets the driver uses, opened by [`open`].
 pub struct Opened {
     sip: SipLink,
+    /// The local IP towards the server when the sockets were opened.
+    ip: std::net::IpAddr,
     media: Arc<UdpSocket>,
     turn_stream: Option<StreamWriter>,
     turn_frames: Option<mpsc::Receiver<Vec<u8>>>,
@@ -75,7 +80,11 @@ enum SipLink {
     Stream {
         writer: StreamWriter,
         frames: mpsc::Receiver<Result<Vec<u8>, String>>,
+        /// Stops the reader when the link is replaced (a dead link never says EOF).
+        _reader: roam::AbortOnDrop,
     },
+    /// Lost; reconnecting.
+    Down,
 }
 
 /// The errors a user sees when the driver cannot start, with the fix.
@@ -121,40 +130,10 @@ pub async fn open(links: Links) -> Result<(Opened, SocketAddr, SocketAddr), Driv
     let media_addr = media
         .local_addr()
         .map_err(|e| DriverError::Socket(e.to_string()))?;
-    let (sip, sip_local) = match links.sip_transport {
-        Transport::Udp => {
-            let s = UdpSocket::bind(SocketAddr::new(ip, 0))
-                .await
-                .map_err(|e| DriverError::Socket(e.to_string()))?;
-            s.connect(links.sip)
-                .await
-                .map_err(|e| connect_error(&links, e.to_string()))?;
-            let local = s
-                .local_addr()
-                .map_err(|e| DriverError::Socket(e.to_string()))?;
-            (SipLink::Udp(Arc::new(s)), local)
-        }
-        t => {
-            let tls = matches!(t, Transport::Tls | Transport::Wss);
-            let (stream, local) = connect_stream(links.sip, tls, &links).await?;
-            let (reader, writer) = tokio::io::split(stream);
-            let (tx, frames) = mpsc::channel(64);
-            tokio::spawn(read_sip_frames(reader, tx));
-            (SipLink::Stream { writer, frames }, local)
-        }
-    };
-    let (turn_stream, turn_frames) = match links.turn_transport {
-        crate::turn_client::TurnTransport::Udp => (None, None),
-        t => {
-            let tls = t == crate::turn_client::TurnTransport::Tls;
-            let (stream, _) = connect_stream(links.turn, tls, &links).await?;
-            let (reader, writer) = tokio::io::split(stream);
-            let (tx, rx) = mpsc::channel(256);
-            tokio::spawn(read_turn_frames(reader, tx));
-            (Some(writer), Some(rx))
-        }
-    };
+    let (sip, sip_local) = open_sip(&links, ip).await?;
+    let (turn_stream, turn_frames) = open_turn_stream(&links).await?;
     let opened = Opened {
+        ip,
         sip,
         media: Arc::new(media),
         turn_stream,
@@ -162,6 +141,58 @@ pub async fn open(links: Links) -> Result<(Opened, SocketAddr, SocketAddr), Driv
         links,
     };
     Ok((opened, sip_local, media_addr))
+}
+
+/// The SIP flow from local IP `ip`: a connected UDP socket, or a TCP/TLS stream
+/// with its frame reader.
+async fn open_sip(
+    links: &Links,
+    ip: std::net::IpAddr,
+) -> Result<(SipLink, SocketAddr), DriverError> {
+    match links.sip_transport {
+        Transport::Udp => {
+            let s = UdpSocket::bind(SocketAddr::new(ip, 0))
+                .await
+                .map_err(|e| DriverError::Socket(e.to_string()))?;
+            s.connect(links.sip)
+                .await
+                .map_err(|e| connect_error(links, e.to_string()))?;
+            let local = s
+                .local_addr()
+                .map_err(|e| DriverError::Socket(e.to_string()))?;
+            Ok((SipLink::Udp(Arc::new(s)), local))
+        }
+        t => {
+            let tls = matches!(t, Transport::Tls | Transport::Wss);
+            let (stream, local) = connect_stream(links.sip, tls, links).await?;
+            let (reader, writer) = tokio::io::split(stream);
+            let (tx, frames) = mpsc::channel(64);
+            let reader = roam::AbortOnDrop(tokio::spawn(read_sip_frames(reader, tx)));
+            let link = SipLink::Stream {
+                writer,
+                frames,
+                _reader: reader,
+            };
+            Ok((link, local))
+        }
+    }
+}
+
+/// For TURN over TCP/TLS: the stream to the TURN server and its frames.
+async fn open_turn_stream(
+    links: &Links,
+) -> Result<(Option<StreamWriter>, Option<mpsc::Receiver<Vec<u8>>>), DriverError> {
+    match links.turn_transport {
+        crate::turn_client::TurnTransport::Udp => Ok((None, None)),
+        t => {
+            let tls = t == crate::turn_client::TurnTransport::Tls;
+            let (stream, _) = connect_stream(links.turn, tls, links).await?;
+            let (reader, writer) = tokio::io::split(stream);
+            let (tx, rx) = mpsc::channel(256);
+            tokio::spawn(read_turn_frames(reader, tx));
+            Ok((Some(writer), Some(rx)))
+        }
+    }
 }
 
 fn connect_error(links: &Links, why: String) -> DriverError {
@@ -278,13 +309,10 @@ pub async fn run(
     mut commands: mpsc::Receiver<Command>,
     events: mpsc::UnboundedSender<DriverEvent>,
 ) {
-    let media = opened.media.clone();
-    let sip_udp = match &opened.sip {
-        SipLink::Udp(s) => Some(s.clone()),
-        SipLink::Stream { .. } => None,
-    };
     let mut mbuf = vec![0u8; 4096];
     let mut sbuf = vec![0u8; 65_536];
+    let mut net = roam::Watch::new();
+    let mut check = roam::check_interval();
     loop {
         flush(&mut phone, &mut opened, &events).await;
         let wake = phone
@@ -292,21 +320,25 @@ pub async fn run(
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
         tokio::select! {
-            r = media.recv_from(&mut mbuf) => {
+            r = opened.media.recv_from(&mut mbuf) => {
                 if let Ok((n, from)) = r {
                     let turn_udp = from == opened.links.turn && opened.turn_stream.is_none();
                     phone.handle_udp(Instant::now(), from, &mbuf[..n], turn_udp);
                 }
             }
-            r = recv_sip(&mut opened.sip, sip_udp.as_deref(), &mut sbuf) => {
+            r = recv_sip(&mut opened.sip, &mut sbuf) => {
                 match r {
                     Ok(frame) => phone.handle_sip(Instant::now(), &frame),
                     Err(why) => {
+                        tracing::warn!(%why, "signaling connection lost: reconnecting");
                         let _ = events.send(DriverEvent::SignalingLost(why));
-                        return;
+                        opened.sip = SipLink::Down;
+                        net.sip_lost(&opened.links);
                     }
                 }
             }
+            r = net.sip_reconnected() => net.on_sip_connect(r, &mut phone, &mut opened),
+            _ = check.tick() => net.check(&mut phone, &mut opened).await,
             Some(frame) = recv_turn(&mut opened.turn_frames) => {
                 phone.handle_turn_stream(Instant::now(), &frame);
             }
@@ -336,23 +368,19 @@ pub async fn run(
     }
 }
 
-async fn recv_sip(
-    link: &mut SipLink,
-    udp: Option<&UdpSocket>,
-    buf: &mut [u8],
-) -> Result<Vec<u8>, String> {
-    match (link, udp) {
-        (SipLink::Udp(_), Some(s)) => match s.recv(buf).await {
+async fn recv_sip(link: &mut SipLink, buf: &mut [u8]) -> Result<Vec<u8>, String> {
+    match link {
+        SipLink::Udp(s) => match s.recv(buf).await {
             Ok(n) => Ok(buf[..n].to_vec()),
             // ICMP port unreachable surfaces here on a connected socket: keep going.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(Vec::new()),
             Err(e) => Err(e.to_string()),
         },
-        (SipLink::Stream { frames, .. }, _) => match frames.recv().await {
+        SipLink::Stream { frames, .. } => match frames.recv().await {
             Some(r) => r,
             None => Err("the connection reader stopped".into()),
         },
-        (SipLink::Udp(_), None) => std::future::pending().await,
+        SipLink::Down => std::future::pending().await,
     }
 }
 
@@ -403,5 +431,7 @@ async fn send_sip(link: &mut SipLink, bytes: &[u8]) {
                 tracing::warn!(error = %e, "SIP send failed");
             }
         }
+        // Sent again over the new flow (the user agent resends what is in flight).
+        SipLink::Down => {}
     }
 }
