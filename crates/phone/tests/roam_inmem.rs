@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::{speechy, World};
 use natter_phone::sip::EndReason;
+use natter_phone::voice::OPUS_RATE;
 use natter_phone::PhoneEvent;
 
 const TALK_S: f64 = 6.0;
@@ -69,12 +70,13 @@ fn until_reconnected(w: &mut World, i: usize, limit: Duration) -> Duration {
 fn heard_correlation(w: &World, from_s: f64, to_s: f64) -> f64 {
     let sent = speechy(TALK_S);
     let heard = &w.nodes[1].heard;
-    let (from, to) = ((from_s * 48_000.0) as usize, (to_s * 48_000.0) as usize);
+    let rate = f64::from(OPUS_RATE);
+    let (from, to) = ((from_s * rate) as usize, (to_s * rate) as usize);
     assert!(heard.len() >= to, "bob heard only {} samples", heard.len());
     natter_media::quality::compare(
         &sent[from..to],
-        &heard[from..to + 24_000.min(heard.len() - to)],
-        48_000,
+        &heard[from..to + (OPUS_RATE as usize / 2).min(heard.len() - to)],
+        OPUS_RATE,
         Duration::from_millis(500),
     )
     .correlation
@@ -216,5 +218,38 @@ fn a_path_that_never_returns_ends_the_call_with_a_reason() {
     assert!(
         w.run_until(1, Duration::from_secs(3), ended),
         "bob got the BYE"
+    );
+}
+
+#[test]
+fn a_broken_sip_connection_is_replaced_and_the_call_stays_reachable() {
+    let mut w = connected_call(false);
+    w.run(Duration::from_millis(500));
+    w.reconnect_sip(0);
+    w.run(Duration::from_millis(500));
+    let registered = |e: &PhoneEvent| matches!(e, PhoneEvent::Registered { .. });
+    assert_eq!(count(&w.nodes[0].events, registered), 2, "registered again");
+    assert_eq!(
+        count(&w.nodes[0].events, |e| matches!(
+            e,
+            PhoneEvent::Reconnecting
+        )),
+        0,
+        "media never stopped"
+    );
+    // Bob hangs up: the server must send the BYE over alice's new connection.
+    let now = w.now;
+    w.phone(1).hangup(now);
+    w.run(Duration::from_millis(200));
+    assert!(
+        w.nodes[0].events.iter().any(|e| matches!(
+            e,
+            PhoneEvent::Ended {
+                reason: EndReason::RemoteHangup,
+                ..
+            }
+        )),
+        "{:?}",
+        w.nodes[0].events
     );
 }

@@ -137,6 +137,8 @@ enum TxKind {
     Bye(CallId),
     Cancel(CallId),
     Reinvite(CallId),
+    /// In-dialog OPTIONS after a new flow: the server learns the call's new flow.
+    Refresh(CallId),
 }
 
 #[derive(Debug)]
@@ -176,6 +178,8 @@ pub struct UserAgent {
     /// 200 OK retransmissions over UDP: (next, interval, give up at).
     ok_timers: BTreeMap<CallId, (Instant, Duration, Instant)>,
     keepalive_at: Option<Instant>,
+    /// The flow changed since the last successful registration.
+    flow_changed: bool,
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<UaEvent>,
     limits: Limits,
@@ -216,6 +220,7 @@ impl UserAgent {
             txs: BTreeMap::new(),
             ok_timers: BTreeMap::new(),
             keepalive_at: None,
+            flow_changed: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             limits: Limits::default(),
@@ -358,6 +363,7 @@ impl UserAgent {
         tracing::info!(old = %self.cfg.local, new = %local, "new signaling flow: registering again");
         self.cfg.local = local;
         self.reg.registered = false;
+        self.flow_changed = true;
         self.reg.refresh_at = None;
         self.txs.retain(|_, t| t.kind != TxKind::Register);
         let t1 = self.cfg.t1;
@@ -424,6 +430,20 @@ impl UserAgent {
             Ok(msg) if msg.is_request() => self.on_request(now, msg),
             Ok(msg) => self.on_response(now, msg),
             Err(e) => tracing::debug!(error = %e, "unreadable SIP message dropped"),
+        }
+    }
+
+    /// After registering over a new flow: one in-dialog OPTIONS per call, so the
+    /// proxy routes the calls over this flow even if it forgot the old one.
+    fn refresh_dialogs(&mut self, now: Instant) {
+        let ids: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.state == CallState::Confirmed)
+            .map(|c| c.id.clone())
+            .collect();
+        for id in ids {
+            self.send_in_dialog(now, &id, Method::Options);
         }
     }
 
@@ -604,6 +624,7 @@ impl UserAgent {
         }
         let kind = match method {
             Method::Invite => TxKind::Reinvite(id.clone()),
+            Method::Options => TxKind::Refresh(id.clone()),
             _ => TxKind::Bye(id.clone()),
         };
         let bytes = m.to_bytes();
@@ -718,7 +739,7 @@ impl UserAgent {
             TxKind::Reinvite(call) => self
                 .events
                 .push_back(UaEvent::UpdateFailed { call, code: 408 }),
-            TxKind::Bye(_) => {}
+            TxKind::Bye(_) | TxKind::Refresh(_) => {}
         }
     }
 
@@ -971,7 +992,7 @@ impl UserAgent {
                         .push_back(UaEvent::UpdateFailed { call: id, code });
                 }
             }
-            TxKind::Bye(_) | TxKind::Cancel(_) => {}
+            TxKind::Bye(_) | TxKind::Cancel(_) | TxKind::Refresh(_) => {}
         }
     }
 
@@ -1043,7 +1064,7 @@ impl UserAgent {
                 }
                 self.send_invite(now, &id);
             }
-            TxKind::Bye(_) | TxKind::Cancel(_) | TxKind::Reinvite(_) => {
+            TxKind::Bye(_) | TxKind::Cancel(_) | TxKind::Reinvite(_) | TxKind::Refresh(_) => {
                 let mut m = tx.template.clone();
                 m.remove_all(&HeaderName::Via);
                 self.send_request(now, tx.kind.clone(), m);
@@ -1079,6 +1100,9 @@ impl UserAgent {
                 .unwrap_or(asked)
                 .max(1);
             self.reg.registered = true;
+            if std::mem::take(&mut self.flow_changed) {
+                self.refresh_dialogs(now);
+            }
             let after = Duration::from_secs_f64(f64::from(granted) * REFRESH_AT);
             self.reg.refresh_at = Some(now + after);
             self.events.push_back(UaEvent::Registered {

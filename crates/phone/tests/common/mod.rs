@@ -147,6 +147,19 @@ impl World {
         n.phone.handle_media_moved(now, media);
     }
 
+    /// Node `i`'s SIP connection breaks (the server sees it close) and the
+    /// phone connects again from a new port on the same address.
+    pub fn reconnect_sip(&mut self, i: usize) {
+        let old = ConnId(self.nodes[i].conn);
+        self.sip.handle_connection_closed(old);
+        let n = &mut self.nodes[i];
+        n.sip = SocketAddr::new(n.sip.ip(), n.sip.port() + 1);
+        n.conn = self.next_conn;
+        self.next_conn += 1;
+        let (now, sip) = (self.now, n.sip);
+        n.phone.handle_sip_flow(now, sip);
+    }
+
     pub fn phone(&mut self, i: usize) -> &mut Phone {
         &mut self.nodes[i].phone
     }
@@ -319,9 +332,10 @@ impl World {
     }
 }
 
-/// A speech-like test signal at 48 kHz: gliding harmonics with a syllable envelope.
+/// A speech-like test signal at the phone's PCM rate (`voice::OPUS_RATE`):
+/// gliding harmonics with a syllable envelope.
 pub fn speechy(seconds: f64) -> Vec<i16> {
-    let rate = 48_000.0;
+    let rate = f64::from(natter_phone::voice::OPUS_RATE);
     let n = (seconds * rate) as usize;
     let mut phase = 0.0f64;
     (0..n)
