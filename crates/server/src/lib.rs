@@ -47,6 +47,8 @@ pub struct Shared {
     pub turn_secret: Arc<str>,
     /// Fires once when the server is asked to stop.
     pub shutdown: Shutdown,
+    /// The SIP core's inbox, filled by [`sip::start`] (used by `/sip`).
+    pub sip: sip::CoreHandle,
 }
 
 /// Why the server could not start or had to stop.

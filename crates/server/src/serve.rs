@@ -40,6 +40,7 @@ pub async fn run(
         tls,
         turn_secret,
         shutdown: shutdown.clone(),
+        sip: Default::default(),
     };
 
     let mut listening = crate::turn::start(&shared).await?;

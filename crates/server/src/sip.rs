@@ -14,19 +14,54 @@
 
 mod accounts;
 mod core;
+mod dial;
 mod persist;
 mod stream;
 mod ws;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use natter_sip::{Server, ServerConfig};
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::{Listening, ServeError, Shared};
 
 pub(crate) use self::core::ToCore;
+
+/// How other drivers reach the SIP core (the `/sip` WebSocket route): a
+/// slot in [`Shared`] that [`start`] fills. Clones share the slot; empty
+/// means SIP is not running (the route then answers 503).
+#[derive(Clone, Default)]
+pub struct CoreHandle(Arc<OnceLock<mpsc::Sender<ToCore>>>);
+
+impl CoreHandle {
+    /// The core's inbox, once started.
+    pub(crate) fn sender(&self) -> Option<mpsc::Sender<ToCore>> {
+        self.0.get().cloned()
+    }
+
+    fn set(&self, to_core: mpsc::Sender<ToCore>) {
+        if self.0.set(to_core).is_err() {
+            tracing::warn!(
+                "SIP started twice with one Shared; WebSocket SIP stays with the first core"
+            );
+        }
+    }
+}
+
+impl std::fmt::Debug for CoreHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.0.get().is_some() {
+            "running"
+        } else {
+            "not started"
+        };
+        write!(f, "CoreHandle({state})")
+    }
+}
 
 /// Bind this service's listeners and spawn their tasks.
 pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
@@ -97,9 +132,10 @@ pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
             shared.shutdown.clone(),
         ));
     }
-    ws::register(shared, to_core);
+    shared.sip.set(to_core.clone());
     let persist = persist::spawn(shared.store.clone(), shared.shutdown.clone());
-    core::spawn(server, udp, from_streams, persist, shared.shutdown.clone())?;
+    let inbox = (to_core, from_streams);
+    core::spawn(server, udp, inbox, persist, shared.shutdown.clone())?;
     Ok(listening)
 }
 

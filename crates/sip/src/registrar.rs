@@ -133,7 +133,7 @@ impl Server {
             self.answer_cached(now, flow, req, 403, reason, Vec::new());
             return false;
         }
-        if !creds.uri_matches(req.request_uri().unwrap_or_default()) {
+        if !self.digest_uri_ok(&creds.uri, req, flow) {
             let reason = "Bad Request (digest uri differs from the Request-URI: answer the challenge for this request)";
             self.answer_cached(now, flow, req, 400, reason, Vec::new());
             return false;
@@ -165,6 +165,18 @@ impl Server {
                 false
             }
         }
+    }
+
+    /// RFC 7616 §3.4.6: the digest `uri` must equal the Request-URI. With
+    /// [`crate::ServerConfig::digest_uri_may_name_server`] a `uri` naming
+    /// this server itself (no user part, one of our hosts) passes too:
+    /// sipp 3.6 always sends `sip:SERVER-IP:PORT` there.
+    fn digest_uri_ok(&self, uri: &str, req: &Message, flow: &Flow) -> bool {
+        if uri == req.request_uri().unwrap_or_default() {
+            return true;
+        }
+        self.cfg.digest_uri_may_name_server
+            && Uri::parse(uri).is_some_and(|u| u.user.is_none() && self.is_our_host(u.host, flow))
     }
 
     fn challenge(&mut self, now: Instant, flow: &Flow, req: &Message, proxy: bool, stale: bool) {

@@ -79,6 +79,12 @@ pub struct ServerConfig {
     pub secret: [u8; 32],
     /// Seed for branch ids and tags. Default: random.
     pub seed: u64,
+    /// Accept a digest `uri` that names this server itself (no user part,
+    /// our domain or address) instead of the Request-URI. RFC 7616 §3.4.6
+    /// wants the Request-URI exactly; sipp 3.6 (our tests, the benchmark)
+    /// always sends `sip:SERVER-IP:PORT`. Any other mismatch is a 400
+    /// either way. Default true.
+    pub digest_uri_may_name_server: bool,
     /// Keepalive interval asked of outbound (RFC 5626) UAs on UDP, sent as
     /// Flow-Timer. Default 29 s (NATs drop idle UDP mappings after ~30 s).
     pub flow_timer_udp: u32,
@@ -109,6 +115,7 @@ impl ServerConfig {
             sha256_first: false,
             secret: rng.gen(),
             seed: rng.gen(),
+            digest_uri_may_name_server: true,
             flow_timer_udp: 29,
             flow_timer_stream: 120,
         }

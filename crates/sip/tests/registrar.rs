@@ -72,6 +72,23 @@ fn digest_uri_other_than_the_request_uri_gets_400() {
     let (_, bad) = h.one();
     assert_eq!(bad.code(), Some(400), "{bad:?}");
     assert!(h.server.location().is_empty());
+    // A uri naming this server itself passes (sipp does that), unless the
+    // server is configured to the letter of RFC 7616.
+    for (may, code) in [(true, 200), (false, 400)] {
+        let mut cfg = common::config();
+        cfg.digest_uri_may_name_server = may;
+        let mut h2 = Harness::with_config(cfg);
+        let mut ua2 = Ua::new("alice", "alice-pw", "10.0.0.2:5060");
+        let req = ua2.register(&[("Contact", &ua2.contact())]);
+        h2.send(flow, &req);
+        let (_, challenge) = h2.one();
+        let mut to_server = req.clone();
+        to_server.set_request_uri("sip:192.0.2.1:5060");
+        let mut answer = ua2.authorize(&to_server, &challenge);
+        answer.set_request_uri(format!("sip:{DOMAIN}"));
+        h2.send(flow, &answer);
+        assert_eq!(h2.one().1.code(), Some(code), "may name server: {may}");
+    }
     // The honest answer for the same challenge still works.
     let good = ua.authorize(&req, &challenge);
     h.send(flow, &good);

@@ -2,6 +2,7 @@
 //! stream and WebSocket traffic from a channel, fires timers, sends.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use natter_sip::flow::{ConnId, Flow, Input, Transport};
@@ -9,16 +10,21 @@ use natter_sip::{Event, Server};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::dial::Dialer;
 use crate::{ServeError, Shutdown};
 
 /// Messages from connection tasks to the core.
 #[derive(Debug)]
 pub(crate) enum ToCore {
-    /// A connection opened; `tx` writes to it.
+    /// A connection opened; `tx` writes to it. `dialed` is the remote
+    /// address when we opened it ourselves.
     Opened {
         conn: ConnId,
         tx: mpsc::Sender<Vec<u8>>,
+        dialed: Option<SocketAddr>,
     },
+    /// A connection the core asked for could not be made.
+    ConnectFailed { flow: Flow },
     /// One SIP message from a stream or WebSocket connection.
     Frame { flow: Flow, bytes: Vec<u8> },
     /// The connection is gone.
@@ -37,7 +43,7 @@ const UDP_BATCH: usize = 64;
 pub(crate) fn spawn(
     server: Server,
     udp: Option<std::net::UdpSocket>,
-    rx: mpsc::Receiver<ToCore>,
+    (to_core, rx): (mpsc::Sender<ToCore>, mpsc::Receiver<ToCore>),
     persist: mpsc::UnboundedSender<Vec<Event>>,
     shutdown: Shutdown,
 ) -> Result<(), ServeError> {
@@ -60,21 +66,31 @@ pub(crate) fn spawn(
                         return;
                     }
                 };
-                run(server, udp, rx, persist, shutdown).await;
+                let links = Links {
+                    conns: HashMap::new(),
+                    dialer: Dialer::new(to_core, shutdown.clone()),
+                };
+                run(server, udp, links, rx, persist, shutdown).await;
             })
         })
         .map_err(io)?;
     Ok(())
 }
 
+/// Stream connections: open ones by id, and the ones we dial.
+struct Links {
+    conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    dialer: Dialer,
+}
+
 async fn run(
     mut server: Server,
     udp: Option<UdpSocket>,
+    mut links: Links,
     mut rx: mpsc::Receiver<ToCore>,
     persist: mpsc::UnboundedSender<Vec<Event>>,
     mut shutdown: Shutdown,
 ) {
-    let mut conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>> = HashMap::new();
     let mut outbox = Outbox {
         events: Vec::new(),
         tx: persist,
@@ -105,7 +121,7 @@ async fn run(
                 }
             }
             m = rx.recv() => match m {
-                Some(m) => on_message(&mut server, &mut conns, m),
+                Some(m) => on_message(&mut server, &mut links, m),
                 None => break,
             },
             _ = &mut sleep => {
@@ -114,7 +130,7 @@ async fn run(
                 sleep.as_mut().reset(armed.into());
             }
         }
-        flush(&mut server, udp.as_ref(), &conns, &mut outbox).await;
+        flush(&mut server, udp.as_ref(), &mut links, &mut outbox).await;
         outbox.maybe_send(false);
     }
     outbox.maybe_send(true);
@@ -179,10 +195,17 @@ fn drain_udp(
     }
 }
 
-fn on_message(server: &mut Server, conns: &mut HashMap<ConnId, mpsc::Sender<Vec<u8>>>, m: ToCore) {
+fn on_message(server: &mut Server, links: &mut Links, m: ToCore) {
     match m {
-        ToCore::Opened { conn, tx } => {
-            conns.insert(conn, tx);
+        ToCore::Opened { conn, tx, dialed } => {
+            if let Some(remote) = dialed {
+                links.dialer.opened(remote, conn, &tx);
+            }
+            links.conns.insert(conn, tx);
+        }
+        ToCore::ConnectFailed { flow } => {
+            links.dialer.failed(flow.remote);
+            server.handle_connect_failed(Instant::now(), flow);
         }
         ToCore::Frame { flow, bytes } => {
             let input = Input {
@@ -195,7 +218,8 @@ fn on_message(server: &mut Server, conns: &mut HashMap<ConnId, mpsc::Sender<Vec<
             server.handle_input(Instant::now(), input);
         }
         ToCore::Closed { conn } => {
-            conns.remove(&conn);
+            links.conns.remove(&conn);
+            links.dialer.closed(conn);
             server.handle_connection_closed(conn);
         }
     }
@@ -204,18 +228,21 @@ fn on_message(server: &mut Server, conns: &mut HashMap<ConnId, mpsc::Sender<Vec<
 async fn flush(
     server: &mut Server,
     udp: Option<&UdpSocket>,
-    conns: &HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
+    links: &mut Links,
     persist: &mut Outbox,
 ) {
     while let Some(t) = server.poll_transmit() {
         match (t.flow.conn, udp) {
-            (Some(conn), _) => match conns.get(&conn) {
+            (Some(conn), _) => match links.conns.get(&conn) {
                 // A full queue means a peer that does not read: drop, as UDP would.
                 Some(tx) => {
                     let _ = tx.try_send(t.bytes);
                 }
                 None => tracing::debug!(conn = conn.0, "connection gone; message dropped"),
             },
+            (None, _) if t.flow.transport != Transport::Udp => {
+                links.dialer.send(t.flow, t.bytes, &links.conns);
+            }
             (None, Some(udp)) => {
                 if let Err(e) = send_udp(udp, &t.bytes, t.flow.remote).await {
                     tracing::debug!(remote = %t.flow.remote, error = %e, "udp send failed");

@@ -82,11 +82,11 @@ pub(crate) async fn accept_loop(
         let (core, shutdown, tls) = (core.clone(), shutdown.clone(), tls.clone());
         tokio::spawn(async move {
             match tls {
-                None => serve(tcp, Transport::Tcp, local, remote, core, shutdown).await,
+                None => serve(tcp, Transport::Tcp, local, remote, false, core, shutdown).await,
                 Some(acceptor) => match tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp)).await
                 {
                     Ok(Ok(stream)) => {
-                        serve(stream, Transport::Tls, local, remote, core, shutdown).await
+                        serve(stream, Transport::Tls, local, remote, false, core, shutdown).await
                     }
                     _ => tracing::debug!(%remote, "sip tls handshake failed or timed out"),
                 },
@@ -97,12 +97,13 @@ pub(crate) async fn accept_loop(
 }
 
 /// Run one connection until it closes, idles out, breaks framing, or the
-/// server stops.
-async fn serve<S>(
+/// server stops. `dialed`: we opened it (see [`super::dial`]).
+pub(crate) async fn serve<S>(
     stream: S,
     transport: Transport,
     local: SocketAddr,
     remote: SocketAddr,
+    dialed: bool,
     core: mpsc::Sender<ToCore>,
     mut shutdown: Shutdown,
 ) where
@@ -121,6 +122,7 @@ async fn serve<S>(
         .send(ToCore::Opened {
             conn,
             tx: tx.clone(),
+            dialed: dialed.then_some(remote),
         })
         .await
         .is_err()

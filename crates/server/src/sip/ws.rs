@@ -1,12 +1,10 @@
 //! SIP over WebSocket (RFC 7118) at `/sip` on the HTTPS listener: each
 //! WebSocket message carries one SIP message; subprotocol `sip` is required.
 //!
-//! `http_routes` is built independently of `start`, so the route finds the
-//! core's channel through a small registry keyed by the server's config.
+//! The route finds the core through [`Shared::sip`], which `start` fills in;
+//! until then (or with SIP off) it answers 503.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::ConnectInfo;
@@ -18,43 +16,15 @@ use natter_sip::flow::{Flow, Transport};
 use tokio::sync::mpsc;
 
 use super::stream::{next_conn, Slot};
-use super::ToCore;
+use super::{CoreHandle, ToCore};
 use crate::Shared;
 
 /// Largest WebSocket message accepted (one SIP message).
 const MAX_MESSAGE: usize = 65_535;
 
-type Registry = Mutex<HashMap<usize, mpsc::Sender<ToCore>>>;
-
-fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(Default::default)
-}
-
-fn key(shared: &Shared) -> usize {
-    Arc::as_ptr(&shared.config) as usize
-}
-
-/// Make the core reachable from the `/sip` route of this server.
-pub(crate) fn register(shared: &Shared, to_core: mpsc::Sender<ToCore>) {
-    let k = key(shared);
-    registry()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(k, to_core);
-    let mut shutdown = shared.shutdown.clone();
-    tokio::spawn(async move {
-        shutdown.wait().await;
-        registry()
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&k);
-    });
-}
-
 #[derive(Clone)]
 struct WsState {
-    key: usize,
+    core: CoreHandle,
     local: SocketAddr,
 }
 
@@ -64,7 +34,7 @@ pub(crate) fn routes(shared: &Shared) -> Router {
         .http
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let state = WsState {
-        key: key(shared),
+        core: shared.sip.clone(),
         local,
     };
     Router::new()
@@ -83,11 +53,7 @@ async fn upgrade(
             "WebSocket SIP needs the `sip` subprotocol (Sec-WebSocket-Protocol: sip, RFC 7118)";
         return (StatusCode::BAD_REQUEST, why).into_response();
     }
-    let core = registry()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&state.key)
-        .cloned();
+    let core = state.core.sender();
     let (Some(core), Some(slot)) = (core, Slot::take()) else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -120,7 +86,15 @@ async fn serve(
         conn: Some(conn),
     };
     let (tx, mut out) = mpsc::channel::<Vec<u8>>(256);
-    if core.send(ToCore::Opened { conn, tx }).await.is_err() {
+    if core
+        .send(ToCore::Opened {
+            conn,
+            tx,
+            dialed: None,
+        })
+        .await
+        .is_err()
+    {
         return;
     }
     loop {

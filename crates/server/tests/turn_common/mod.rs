@@ -101,6 +101,7 @@ pub fn start_alt(
         tls,
         turn_secret: SECRET.into(),
         shutdown,
+        sip: Default::default(),
     };
     let (listening, handle) = rt
         .block_on(natter_server::turn::start_with(&shared, tune))
