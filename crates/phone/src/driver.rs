@@ -333,6 +333,7 @@ pub async fn run(
                         tracing::warn!(%why, "signaling connection lost: reconnecting");
                         let _ = events.send(DriverEvent::SignalingLost(why));
                         opened.sip = SipLink::Down;
+                        phone.handle_sip_lost();
                         net.sip_lost(&opened.links);
                     }
                 }

@@ -533,6 +533,8 @@ impl Phone {
         match ev {
             MediaEvent::Gathered => {}
             MediaEvent::Connected => self.on_connected(now),
+            // While reconnecting, pairs come and go; `Restored` names the new one.
+            MediaEvent::Path(_) if c.roam.is_active() => {}
             MediaEvent::Path(p) => {
                 if c.path != Some(p) {
                     let first = c.path.is_none();

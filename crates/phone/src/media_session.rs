@@ -180,9 +180,12 @@ pub struct MediaSession {
 impl MediaSession {
     /// Start gathering: host candidate now, relay (and srflx) when TURN answers.
     pub fn new(now: Instant, cfg: MediaConfig) -> Result<Self, PhoneError> {
+        // RTCP every second (str0m's audio default is 5 s): with DTX or a silent
+        // microphone it is what tells the far end the path is still alive.
         let mut rtc_cfg = RtcConfig::new()
             .clear_codecs()
-            .set_stats_interval(Some(Duration::from_secs(1)));
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .set_rtcp_report_interval_audio(Duration::from_secs(1));
         for c in &cfg.codecs {
             rtc_cfg = match c {
                 Codec::Opus => rtc_cfg.enable_opus(true, false),

@@ -253,3 +253,31 @@ fn a_broken_sip_connection_is_replaced_and_the_call_stays_reachable() {
         w.nodes[0].events
     );
 }
+
+#[test]
+fn a_quiet_call_with_dtx_is_not_mistaken_for_a_dead_path() {
+    let mut w = World::new();
+    let dtx = |c: &mut natter_phone::PhoneConfig| c.encoder.dtx = true;
+    let a = w.add_configured("alice", false, dtx);
+    let b = w.add_configured("bob", false, dtx);
+    let now = w.now;
+    w.phone(a).register(now);
+    w.phone(b).register(now);
+    w.run(Duration::from_millis(100));
+    let now = w.now;
+    w.phone(a).dial(now, "bob").unwrap();
+    w.run(Duration::from_millis(300));
+    let now = w.now;
+    w.phone(b).answer(now).unwrap();
+    assert!(w.run_until(a, Duration::from_secs(5), is_connected));
+    // Neither microphone has anything to say: DTX sends (almost) nothing.
+    w.run(Duration::from_secs(12));
+    for i in [a, b] {
+        let ev = &w.nodes[i].events;
+        assert_eq!(
+            count(ev, |e| matches!(e, PhoneEvent::Reconnecting)),
+            0,
+            "{ev:?}"
+        );
+    }
+}

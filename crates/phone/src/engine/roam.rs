@@ -24,11 +24,10 @@ use super::{Phone, PhoneEvent, Role};
 use crate::media_session::PathInfo;
 use crate::sip::{CallId, EndReason};
 
-/// Nothing from the far end this long (voice flows every 20 ms; RTCP and ICE
-/// consent checks otherwise) means the path is gone.
-const SILENCE: Duration = Duration::from_millis(1500);
-/// With DTX the far end may legitimately send nothing but consent checks.
-const SILENCE_DTX: Duration = Duration::from_secs(5);
+/// Nothing from the far end this long means the path is gone: voice flows every
+/// 20 ms, and without voice (DTX, a silent microphone) RTCP comes every second
+/// (`media_session`) and ICE consent checks every few.
+const SILENCE: Duration = Duration::from_secs(2);
 /// The callee waits this long for the caller's re-offer before re-offering itself.
 const CALLEE_GRACE: Duration = Duration::from_secs(2);
 /// After a failed re-INVITE (other than 491), try again after this long.
@@ -50,11 +49,21 @@ pub(super) struct Roam {
     why: String,
 }
 
+impl Roam {
+    /// Reconnecting now.
+    pub(super) fn is_active(&self) -> bool {
+        self.since.is_some()
+    }
+}
+
 impl Phone {
     /// The media socket moved to `host` (the driver opened a new one after the
     /// local address towards the server changed). In a call: ICE restart.
+    /// The driver renews the signaling flow too ([`Phone::handle_sip_flow`]); the
+    /// re-offer waits until the phone is registered over the new one.
     pub fn handle_media_moved(&mut self, now: Instant, host: SocketAddr) {
         self.cfg.media_host = host;
+        self.ua.flow_lost();
         let Some(c) = self.call.as_mut() else {
             return;
         };
@@ -67,6 +76,11 @@ impl Phone {
         c.roam.gathering = false;
         self.begin_reconnect(now, "the local network changed");
         self.flush(now);
+    }
+
+    /// The signaling flow broke; the driver is reconnecting.
+    pub fn handle_sip_lost(&mut self) {
+        self.ua.flow_lost();
     }
 
     /// The signaling flow is new (reconnected, or from a new address): register
@@ -88,7 +102,7 @@ impl Phone {
         c.t_connected?;
         let giving_up = c.roam.since.map(|s| s + self.cfg.reconnect_timeout);
         let silence = match c.roam.since {
-            None => Some(c.media.last_received() + self.silence()),
+            None => Some(c.media.last_received() + SILENCE),
             Some(_) => None,
         };
         [giving_up, silence, c.roam.restart_at]
@@ -99,7 +113,7 @@ impl Phone {
 
     /// Timers: notice silence, start a due restart, give up.
     pub(super) fn check_roam(&mut self, now: Instant) {
-        let silence = self.silence();
+        let silence = SILENCE;
         let Some(c) = self.call.as_mut() else {
             return;
         };
@@ -279,13 +293,5 @@ impl Phone {
             self.ua.hangup(now, &id);
         }
         self.end_call(now, EndReason::ConnectionLost(why));
-    }
-
-    fn silence(&self) -> Duration {
-        if self.cfg.encoder.dtx {
-            SILENCE_DTX
-        } else {
-            SILENCE
-        }
     }
 }

@@ -374,6 +374,12 @@ impl UserAgent {
         self.register(now);
     }
 
+    /// The signaling flow is gone (the driver reconnects): not registered until
+    /// [`UserAgent::handle_flow_change`] and a successful REGISTER over the new one.
+    pub fn flow_lost(&mut self) {
+        self.reg.registered = false;
+    }
+
     /// How long to wait before re-offering after a 491 (RFC 3261 §14.1): the
     /// Call-ID's owner (the caller) 2.1–4 s, the other side 0–2 s.
     pub fn reinvite_backoff(&mut self, id: &CallId) -> Duration {

@@ -113,6 +113,16 @@ impl World {
     }
 
     pub fn add(&mut self, user: &str, force_relay: bool) -> usize {
+        self.add_configured(user, force_relay, |_| {})
+    }
+
+    /// [`World::add`], with `tune` applied to the phone's settings.
+    pub fn add_configured(
+        &mut self,
+        user: &str,
+        force_relay: bool,
+        tune: impl FnOnce(&mut PhoneConfig),
+    ) -> usize {
         let i = self.nodes.len();
         let ip: IpAddr = format!("10.0.0.{}", i + 1).parse().unwrap();
         let sip = SocketAddr::new(ip, 40_000);
@@ -123,6 +133,7 @@ impl World {
         let turn = TurnConfig::new(turn_addr(), TurnTransport::Udp, user, pw);
         let mut cfg = PhoneConfig::new(ua, media, Some(turn));
         cfg.force_relay = force_relay;
+        tune(&mut cfg);
         self.nodes.push(Node {
             phone: Phone::new(cfg),
             sip,
