@@ -126,7 +126,7 @@ pub struct Phone {
     cfg: PhoneConfig,
     ua: UserAgent,
     call: Option<ActiveCall>,
-    /// Microphone input at 48 kHz mono (the whole file: `--play`).
+    /// Microphone input at [`OPUS_RATE`] mono (the whole file: `--play`).
     mic: Vec<i16>,
     out: VecDeque<PhoneTransmit>,
     events: VecDeque<PhoneEvent>,
@@ -151,9 +151,10 @@ impl Phone {
         }
     }
 
-    /// The microphone: mono PCM at 48 kHz, sent from the moment the call connects.
-    pub fn set_microphone(&mut self, pcm_48k: Vec<i16>) {
-        self.mic = pcm_48k;
+    /// The microphone: mono PCM at [`OPUS_RATE`] (16 kHz), sent from the moment
+    /// the call connects.
+    pub fn set_microphone(&mut self, pcm: Vec<i16>) {
+        self.mic = pcm;
     }
 
     pub fn register(&mut self, now: Instant) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::{speechy, World};
 use natter_phone::sip::EndReason;
+use natter_phone::voice::OPUS_RATE;
 use natter_phone::PhoneEvent;
 
 fn connected(e: &PhoneEvent) -> bool {
@@ -78,11 +79,11 @@ fn assert_speech_arrived(w: &World) {
     let sent = speechy(2.0);
     let heard = &w.nodes[1].heard;
     assert!(
-        heard.len() > 48_000 * 2,
+        heard.len() > OPUS_RATE as usize * 2,
         "bob heard {} samples",
         heard.len()
     );
-    let c = natter_media::quality::compare(&sent, heard, 48_000, Duration::from_millis(500));
+    let c = natter_media::quality::compare(&sent, heard, OPUS_RATE, Duration::from_millis(500));
     assert!(
         c.correlation > 0.8,
         "bob's audio does not match alice's speech: {c:?}"
