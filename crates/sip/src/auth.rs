@@ -7,7 +7,6 @@
 //! costs a fixed 16 bytes per slot however many nonces are issued; a nonce
 //! whose slot was reused is answered as stale.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -134,10 +133,17 @@ impl Digest {
         let nonce = self.nonce(now);
         let stale = if stale { ", stale=true" } else { "" };
         let one = |alg: &str| {
-            format!(
-                "Digest realm=\"{}\", nonce=\"{nonce}\", algorithm={alg}, qop=\"auth\"{stale}",
-                self.realm
-            )
+            [
+                "Digest realm=\"",
+                &self.realm,
+                "\", nonce=\"",
+                &nonce,
+                "\", algorithm=",
+                alg,
+                ", qop=\"auth\"",
+                stale,
+            ]
+            .concat()
         };
         if self.sha256_first {
             [one("SHA-256"), one("MD5")]
@@ -197,14 +203,9 @@ impl Digest {
         self.slots[slot] = (serial, 0);
         let tag = self.tag(ms, serial);
         let mut out = String::with_capacity(64);
-        for b in ms
-            .to_be_bytes()
-            .iter()
-            .chain(&serial.to_be_bytes())
-            .chain(&tag)
-        {
-            let _ = write!(out, "{b:02x}");
-        }
+        hex_into(&mut out, &ms.to_be_bytes());
+        hex_into(&mut out, &serial.to_be_bytes());
+        hex_into(&mut out, &tag);
         out
     }
 
@@ -240,62 +241,71 @@ pub fn parse_credentials(value: &str) -> Option<Credentials> {
     let (mut username, mut realm, mut nonce, mut uri, mut response) =
         (None, None, None, None, None);
     let (mut algorithm, mut qop, mut cnonce, mut nc) = (Algorithm::Md5, None, None, None);
-    for (k, v) in auth_params(rest)? {
-        match k.to_ascii_lowercase().as_str() {
-            "username" => username = Some(v),
-            "realm" => realm = Some(v),
-            "nonce" => nonce = Some(v),
-            "uri" => uri = Some(v),
-            "response" => response = Some(v),
-            "algorithm" if v.eq_ignore_ascii_case("MD5") => algorithm = Algorithm::Md5,
-            "algorithm" if v.eq_ignore_ascii_case("SHA-256") => algorithm = Algorithm::Sha256,
-            "algorithm" => return None,
-            "qop" => qop = Some(v),
-            "cnonce" => cnonce = Some(v),
-            "nc" => nc = Some(u32::from_str_radix(&v, 16).ok()?),
-            _ => {}
+    let mut rest = rest.trim_start();
+    let mut seen = 0;
+    while !rest.is_empty() {
+        let (k, v, after) = next_auth_param(rest)?;
+        rest = after;
+        seen += 1;
+        if seen > 32 {
+            return None;
+        }
+        let is = |name: &str| k.eq_ignore_ascii_case(name);
+        if is("username") {
+            username = Some(v);
+        } else if is("realm") {
+            realm = Some(v);
+        } else if is("nonce") {
+            nonce = Some(v);
+        } else if is("uri") {
+            uri = Some(v);
+        } else if is("response") {
+            response = Some(v);
+        } else if is("algorithm") {
+            algorithm = match v {
+                _ if v.eq_ignore_ascii_case("MD5") => Algorithm::Md5,
+                _ if v.eq_ignore_ascii_case("SHA-256") => Algorithm::Sha256,
+                _ => return None,
+            };
+        } else if is("qop") {
+            qop = Some(v);
+        } else if is("cnonce") {
+            cnonce = Some(v);
+        } else if is("nc") {
+            nc = Some(u32::from_str_radix(v, 16).ok()?);
         }
     }
-    let qop_auth = match qop.as_deref() {
+    let qop_auth = match qop {
         None => None,
-        Some(q) if q.eq_ignore_ascii_case("auth") => Some((cnonce?, nc?)),
+        Some(q) if q.eq_ignore_ascii_case("auth") => Some((cnonce?.to_owned(), nc?)),
         Some(_) => return None,
     };
     Some(Credentials {
-        username: username?,
-        realm: realm?,
-        nonce: nonce?,
-        uri: uri?,
-        response: response?,
+        username: username?.to_owned(),
+        realm: realm?.to_owned(),
+        nonce: nonce?.to_owned(),
+        uri: uri?.to_owned(),
+        response: response?.to_owned(),
         algorithm,
         qop_auth,
     })
 }
 
-fn auth_params(s: &str) -> Option<Vec<(String, String)>> {
-    let mut out = Vec::with_capacity(10);
-    let mut rest = s.trim_start();
-    while !rest.is_empty() {
-        let (name, after) = rest.split_once('=')?;
-        let after = after.trim_start();
-        let (value, after) = if let Some(q) = after.strip_prefix('"') {
-            let end = q.find('"')?;
-            (q[..end].to_owned(), &q[end + 1..])
-        } else {
-            let end = after.find(',').unwrap_or(after.len());
-            (after[..end].trim().to_owned(), &after[end..])
-        };
-        out.push((name.trim().to_owned(), value));
-        rest = after
-            .trim_start()
-            .strip_prefix(',')
-            .unwrap_or(after)
-            .trim_start();
-        if out.len() > 32 {
-            return None;
-        }
-    }
-    Some(out)
+/// One `name=value` or `name="value"` from the front of `s`: name, value,
+/// and what follows the separating comma. Borrowed, no allocation.
+fn next_auth_param(s: &str) -> Option<(&str, &str, &str)> {
+    let (name, after) = s.split_once('=')?;
+    let after = after.trim_start();
+    let (value, after) = if let Some(q) = after.strip_prefix('"') {
+        let end = q.find('"')?;
+        (&q[..end], &q[end + 1..])
+    } else {
+        let end = after.find(',').unwrap_or(after.len());
+        (after[..end].trim(), &after[end..])
+    };
+    let rest = after.trim_start();
+    let rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+    Some((name.trim(), value, rest))
 }
 
 fn expected_response(c: &Credentials, method: &str, keys: Option<&DigestKeys>) -> String {
@@ -305,11 +315,18 @@ fn expected_response(c: &Credentials, method: &str, keys: Option<&DigestKeys>) -
         Algorithm::Md5 => hex(&md5),
         Algorithm::Sha256 => hex(&sha),
     };
-    let ha2 = hash(c.algorithm, &format!("{method}:{}", c.uri));
-    let input = match &c.qop_auth {
-        Some((cnonce, nc)) => format!("{ha1}:{}:{nc:08x}:{cnonce}:auth:{ha2}", c.nonce),
-        None => format!("{ha1}:{}:{ha2}", c.nonce),
-    };
+    let ha2 = hash(c.algorithm, &[method, ":", &c.uri].concat());
+    let mut input = String::with_capacity(256);
+    for part in [&ha1, ":", &c.nonce, ":"] {
+        input.push_str(part);
+    }
+    if let Some((cnonce, nc)) = &c.qop_auth {
+        hex_into(&mut input, &nc.to_be_bytes()); // nc as 8 hex digits
+        for part in [":", cnonce, ":auth:"] {
+            input.push_str(part);
+        }
+    }
+    input.push_str(&ha2);
     hash(c.algorithm, &input)
 }
 
@@ -322,10 +339,18 @@ fn hash(alg: Algorithm, input: &str) -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
+    hex_into(&mut s, bytes);
     s
+}
+
+/// Lowercase hex of `bytes`, appended (a table, not `fmt`: it is on the
+/// path of every challenge and every verification).
+fn hex_into(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {

@@ -68,10 +68,11 @@ impl Location {
                 }
             }
         }
-        let old = if bindings.is_empty() {
-            self.aors.remove(account)
-        } else {
-            self.aors.insert(account.into(), bindings)
+        let old = match self.aors.get_mut(account) {
+            _ if bindings.is_empty() => self.aors.remove(account),
+            // A refresh: no new key allocated.
+            Some(slot) => Some(std::mem::replace(slot, bindings)),
+            None => self.aors.insert(account.into(), bindings),
         };
         self.count -= old.map_or(0, |o| o.len());
         self.count += self.all(account).len();

@@ -96,20 +96,24 @@ pub(crate) struct Transactions {
 /// transaction is an INVITE one (ACK and CANCEL match the INVITE's).
 pub(crate) fn server_key(req: &Message, invite: bool) -> Option<(String, bool)> {
     let via = req.top_via()?;
-    let branch = match via.branch() {
-        Some(b) if b.starts_with("z9hG4bK") => b.to_owned(),
+    // Built by hand, not with `format!`: this runs for every request.
+    let mut key = String::with_capacity(96);
+    match via.branch() {
+        Some(b) if b.starts_with("z9hG4bK") => key.push_str(b),
         // RFC 2543 peers: fall back to Call-ID, CSeq number and From tag.
-        _ => format!(
-            "{}|{}|{}",
-            req.call_id()?,
-            req.cseq()?.seq,
-            req.from().and_then(|f| f.tag()).unwrap_or_default()
-        ),
-    };
-    Some((
-        format!("{branch}|{}:{}", via.host, via.port.unwrap_or(0)),
-        invite,
-    ))
+        _ => {
+            key.push_str(req.call_id()?);
+            key.push('|');
+            push_number(&mut key, u64::from(req.cseq()?.seq));
+            key.push('|');
+            key.push_str(req.from().and_then(|f| f.tag()).unwrap_or_default());
+        }
+    }
+    key.push('|');
+    key.push_str(via.host);
+    key.push(':');
+    push_number(&mut key, u64::from(via.port.unwrap_or(0)));
+    Some((key, invite))
 }
 
 impl Transactions {
@@ -218,6 +222,37 @@ impl Transactions {
 }
 
 fn cache_key(req: &Message) -> Option<String> {
-    let (branch, _) = server_key(req, false)?;
-    Some(format!("{branch}|{}", req.method()?.as_str()))
+    let (mut key, _) = server_key(req, false)?;
+    key.push('|');
+    key.push_str(req.method()?.as_str());
+    Some(key)
+}
+
+/// Append the decimal digits of `n`.
+pub(crate) fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for d in &digits[at..] {
+        out.push(char::from(*d));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0u64, 7, 10, 5060, 65_535, u64::MAX] {
+            let mut s = String::from("x");
+            super::push_number(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+    }
 }

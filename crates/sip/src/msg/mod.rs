@@ -15,8 +15,6 @@ pub use header::{CSeq, HeaderName, NameAddr, Params, Via};
 pub use parse::{parse, Limits};
 pub use uri::{Scheme, Uri};
 
-use std::fmt::Write as _;
-
 /// A SIP request method.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Method {
@@ -262,13 +260,20 @@ impl Message {
 
     /// Serialize. Content-Length is always written, computed from the body.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = String::with_capacity(512 + self.headers.len() * 48);
+        let size: usize = self.headers.iter().map(|h| h.value.len() + 24).sum();
+        let mut out = String::with_capacity(96 + size + self.body.len());
         match &self.start {
             StartLine::Request { method, uri } => {
-                let _ = write!(out, "{method} {uri} SIP/2.0\r\n");
+                for part in [method.as_str(), " ", uri, " SIP/2.0\r\n"] {
+                    out.push_str(part);
+                }
             }
             StartLine::Response { code, reason } => {
-                let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+                out.push_str("SIP/2.0 ");
+                crate::tx::push_number(&mut out, u64::from(*code));
+                out.push(' ');
+                out.push_str(reason);
+                out.push_str("\r\n");
             }
         }
         for h in self
@@ -281,7 +286,9 @@ impl Message {
             out.push_str(&h.value);
             out.push_str("\r\n");
         }
-        let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
+        out.push_str("Content-Length: ");
+        crate::tx::push_number(&mut out, self.body.len() as u64);
+        out.push_str("\r\n\r\n");
         let mut bytes = out.into_bytes();
         bytes.extend_from_slice(&self.body);
         bytes
@@ -303,7 +310,8 @@ impl Message {
                 let mut value = h.value.clone();
                 let tagless = NameAddr::parse(&value).is_some_and(|t| t.tag().is_none());
                 if let (true, Some(tag), true) = (code > 100, to_tag, tagless) {
-                    let _ = write!(value, ";tag={tag}");
+                    value.push_str(";tag=");
+                    value.push_str(tag);
                 }
                 headers.push(Header {
                     name: HeaderName::To,
