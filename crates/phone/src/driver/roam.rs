@@ -15,7 +15,7 @@ use crate::engine::Phone;
 
 /// How often the local address towards the server is looked up (one
 /// `connect` on a UDP socket: no packet is sent).
-const CHECK_EVERY: Duration = Duration::from_millis(250);
+const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Give up one connection attempt after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Waits between reconnection attempts; the last one repeats.
