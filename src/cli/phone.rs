@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 /// Flags of `natter phone`.
 #[derive(Debug, clap::Args)]
 pub struct PhoneArgs {
-    /// The natter server: HOST or HOST:PORT [default port: 5060, 5061 for tls].
+    /// The natter server: HOST or HOST:PORT [default port: 5060, 5061 for tls, 8443 for wss].
     #[arg(long, value_name = "HOST[:PORT]")]
     server: String,
     /// Your account: a number (+14155550100) or a username.
@@ -104,9 +104,6 @@ pub fn run(args: PhoneArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn main(args: PhoneArgs) -> anyhow::Result<ExitCode> {
-    if args.transport == TransportArg::Wss {
-        bail!("--transport wss is not supported by this phone yet: use tcp, udp or tls");
-    }
     let user = AccountId::parse(&args.user).map_err(|e| anyhow::anyhow!("--user: {e}"))?;
     let target = match &args.call {
         Some(t) => Some(AccountId::parse(t).map_err(|e| anyhow::anyhow!("--call: {e}"))?),
@@ -120,8 +117,13 @@ async fn main(args: PhoneArgs) -> anyhow::Result<ExitCode> {
         }
         None => Vec::new(),
     };
-    let tls_sip = args.transport == TransportArg::Tls;
-    let (host, sip) = resolve(&args.server, if tls_sip { 5061 } else { 5060 }).await?;
+    let tls_sip = matches!(args.transport, TransportArg::Tls | TransportArg::Wss);
+    let sip_port = match args.transport {
+        TransportArg::Tls => 5061,
+        TransportArg::Wss => 8443, // the HTTPS listener, WebSocket SIP at /sip
+        _ => 5060,
+    };
+    let (host, sip) = resolve(&args.server, sip_port).await?;
     let turn = match &args.turn {
         Some(t) => resolve(t, 3478).await?.1,
         None => SocketAddr::new(sip.ip(), 3478),
@@ -152,7 +154,8 @@ async fn main(args: PhoneArgs) -> anyhow::Result<ExitCode> {
     let sip_transport = match args.transport {
         TransportArg::Udp => SipTransport::Udp,
         TransportArg::Tls => SipTransport::Tls,
-        _ => SipTransport::Tcp,
+        TransportArg::Wss => SipTransport::Wss,
+        TransportArg::Tcp => SipTransport::Tcp,
     };
     let links = Links {
         sip,

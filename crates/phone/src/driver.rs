@@ -83,6 +83,12 @@ enum SipLink {
         /// Stops the reader when the link is replaced (a dead link never says EOF).
         _reader: roam::AbortOnDrop,
     },
+    /// SIP over secure WebSocket (RFC 7118).
+    Ws {
+        out: mpsc::Sender<Vec<u8>>,
+        frames: mpsc::Receiver<Result<Vec<u8>, String>>,
+        _task: roam::AbortOnDrop,
+    },
     /// Lost; reconnecting.
     Down,
 }
@@ -162,8 +168,25 @@ async fn open_sip(
                 .map_err(|e| DriverError::Socket(e.to_string()))?;
             Ok((SipLink::Udp(Arc::new(s)), local))
         }
+        Transport::Wss => {
+            let (stream, local) = connect_stream(links.sip, true, links).await?;
+            let host = links
+                .tls
+                .as_ref()
+                .map(|t| t.server_name.to_str().into_owned())
+                .unwrap_or_else(|| links.sip.ip().to_string());
+            let ws = crate::ws::upgrade(stream, &host, links.sip)
+                .await
+                .map_err(|why| connect_error(links, why))?;
+            let link = SipLink::Ws {
+                out: ws.out,
+                frames: ws.frames,
+                _task: roam::AbortOnDrop(ws.task),
+            };
+            Ok((link, local))
+        }
         t => {
-            let tls = matches!(t, Transport::Tls | Transport::Wss);
+            let tls = matches!(t, Transport::Tls);
             let (stream, local) = connect_stream(links.sip, tls, links).await?;
             let (reader, writer) = tokio::io::split(stream);
             let (tx, frames) = mpsc::channel(64);
@@ -377,7 +400,7 @@ async fn recv_sip(link: &mut SipLink, buf: &mut [u8]) -> Result<Vec<u8>, String>
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(Vec::new()),
             Err(e) => Err(e.to_string()),
         },
-        SipLink::Stream { frames, .. } => match frames.recv().await {
+        SipLink::Stream { frames, .. } | SipLink::Ws { frames, .. } => match frames.recv().await {
             Some(r) => r,
             None => Err("the connection reader stopped".into()),
         },
@@ -430,6 +453,11 @@ async fn send_sip(link: &mut SipLink, bytes: &[u8]) {
         SipLink::Stream { writer, .. } => {
             if let Err(e) = writer.write_all(bytes).await {
                 tracing::warn!(error = %e, "SIP send failed");
+            }
+        }
+        SipLink::Ws { out, .. } => {
+            if out.send(bytes.to_vec()).await.is_err() {
+                tracing::warn!("SIP send failed: the WebSocket is closed");
             }
         }
         // Sent again over the new flow (the user agent resends what is in flight).

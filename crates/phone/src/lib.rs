@@ -19,6 +19,7 @@ pub mod stats;
 pub mod tls;
 pub mod turn_client;
 pub mod voice;
+pub mod ws;
 
 pub use engine::{Phone, PhoneConfig, PhoneEvent, PhoneTransmit};
 pub use error::PhoneError;
