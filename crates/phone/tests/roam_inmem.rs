@@ -281,3 +281,34 @@ fn a_quiet_call_with_dtx_is_not_mistaken_for_a_dead_path() {
         );
     }
 }
+
+#[test]
+fn the_callee_moves_and_restarts_ice_itself() {
+    let mut w = connected_call(false);
+    let (a, b) = (0, 1);
+    w.run(Duration::from_millis(1000));
+    w.move_node(b, IpAddr::from([10, 0, 8, 2]));
+    let took = until_reconnected(&mut w, b, Duration::from_secs(5));
+    assert!(
+        took < Duration::from_secs(1),
+        "bob reconnected after {took:?}"
+    );
+    until_reconnected(&mut w, a, Duration::from_secs(2));
+    let path = w.nodes[b]
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            PhoneEvent::Connected { path } => Some(*path),
+            _ => None,
+        })
+        .expect("connected");
+    assert_eq!(
+        path.local_addr, w.nodes[b].media,
+        "bob's new address carries the call"
+    );
+    // Alice talks on; bob still hears her after his move.
+    w.run(Duration::from_millis(2500));
+    let c = heard_correlation(&w, 1.6, 3.2);
+    assert!(c > 0.7, "bob's audio after his move: {c:.3}");
+}
