@@ -3,6 +3,8 @@
 //! * [`stun`]: the zero-copy STUN codec (RFC 8489/5389/3489), message integrity,
 //!   FINGERPRINT and TURN ChannelData framing.
 //! * [`binding`]: the STUN Binding server (RFC 8489, RFC 5780).
+//! * [`server`]: the TURN server core (RFC 8656).
+//! * [`pii`]: usernames and addresses in logs, redacted unless the operator opts in.
 //!
 //! A driver owns the sockets: it feeds every datagram (or stream frame) into the
 //! core with the current [`std::time::Instant`] and sends what the core returns.
@@ -28,6 +30,7 @@
 mod error;
 
 pub mod binding;
+pub mod pii;
 pub mod server;
 pub mod stun;
 

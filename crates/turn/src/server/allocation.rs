@@ -47,6 +47,9 @@ pub(crate) struct Allocation {
     pub(crate) permissions: Vec<(IpAddr, Instant)>,
     pub(crate) channels: Vec<Channel>,
     bucket: Bucket,
+    /// The `allocation` span its log lines go in (disabled, and free, when
+    /// the log filter drops it).
+    pub(crate) span: tracing::Span,
 }
 
 impl Allocation {
@@ -72,6 +75,7 @@ impl Allocation {
             permissions: Vec::new(),
             channels: Vec::new(),
             bucket: Bucket::new(now, bandwidth),
+            span: tracing::Span::none(),
         }
     }
 

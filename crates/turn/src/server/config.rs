@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub(crate) peers: PeerPolicy,
     /// Seed for nonce keys and reservation tokens. Default: from the OS.
     pub(crate) seed: Option<u64>,
+    /// Log usernames and client addresses as they are. Default false: a
+    /// salted digest stands in (see [`crate::pii`]).
+    pub(crate) log_pii: bool,
 }
 
 impl ServerConfig {
@@ -67,6 +70,7 @@ impl ServerConfig {
             unauth_burst: 1000,
             peers: PeerPolicy::default(),
             seed: None,
+            log_pii: false,
         }
     }
 
@@ -155,6 +159,11 @@ impl ServerConfig {
     }
     pub fn set_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+    /// Log usernames and client addresses as they are (`--log-pii`).
+    pub fn set_log_pii(mut self, on: bool) -> Self {
+        self.log_pii = on;
         self
     }
 }

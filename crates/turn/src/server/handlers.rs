@@ -177,7 +177,8 @@ impl<A: RelayAllocator> Server<A> {
                     client: tuple.client,
                     user: Some(user.to_owned()),
                 });
-                tracing::info!(client = %tuple.client, user, "TURN authentication failed");
+                let pii = self.redaction;
+                tracing::info!(client = %pii.pii(tuple.client), user = %pii.pii(user), "TURN authentication failed");
                 if self.unauth_allowed(now, ip) {
                     self.challenge(now, tuple, source, msg, 401, "Unauthorized");
                 }
@@ -326,7 +327,14 @@ impl<A: RelayAllocator> Server<A> {
         let reservation = a.reservation;
         let id = self.insert(a);
         self.counters.allocations_created += 1;
-        tracing::info!(allocation = %id, user = %authed.user, client = %tuple.client, %relayed, "allocation created");
+        let pii = self.redaction;
+        let span = tracing::info_span!("allocation", %id, %relayed, user = %pii.pii(&*authed.user));
+        span.in_scope(
+            || tracing::info!(client = %pii.pii(tuple.client), ?lifetime, "allocation created"),
+        );
+        if let Some(a) = self.allocation_mut(id) {
+            a.span = span;
+        }
         self.event(Event::AllocationCreated {
             id,
             user: authed.user.clone(),
@@ -474,6 +482,8 @@ impl<A: RelayAllocator> Server<A> {
             let l = self.lifetime(msg);
             if let Some(a) = self.allocation_mut(id) {
                 a.expires = now + l;
+                a.span
+                    .in_scope(|| tracing::debug!(?l, "allocation refreshed"));
             }
             l
         };
@@ -523,11 +533,16 @@ impl<A: RelayAllocator> Server<A> {
         if let Err((code, reason)) = self.check_peers(id, &peers) {
             return self.reply_error(tuple, source, msg, code, reason, Some(authed), |_| {});
         }
-        let max = self.config.max_peers_per_allocation;
+        let (max, pii) = (self.config.max_peers_per_allocation, self.redaction);
         let Some(a) = self.allocation_mut(id) else {
             return;
         };
         let all = peers.iter().all(|p| a.permit(now, p.ip(), max));
+        a.span.in_scope(|| {
+            for p in &peers {
+                tracing::debug!(peer = %pii.pii(p.ip()), installed = all, "permission");
+            }
+        });
         if !all {
             return self.reply_error(
                 tuple,
@@ -558,7 +573,13 @@ impl<A: RelayAllocator> Server<A> {
         if let Some(p) = peers.iter().find(|p| !self.config.peers.permits(p.ip())) {
             self.counters.peers_refused += 1;
             let ip = p.ip();
-            tracing::info!(allocation = %id, peer = %ip, "peer refused by policy (use --allow-peer to permit it)");
+            // Refused peers are special-purpose addresses (loopback, private,
+            // metadata...), not anybody's public address: logged as they are
+            // so the operator can see what --allow-peer would have to open.
+            let span = self.allocation(id).map(|a| a.span.clone());
+            span.unwrap_or_else(tracing::Span::none).in_scope(|| {
+                tracing::info!(peer = %ip, "peer refused by policy (use --allow-peer to permit it)")
+            });
             self.event(Event::PeerRefused { id, peer: ip });
             return Err((403, "Forbidden"));
         }
@@ -604,13 +625,16 @@ impl<A: RelayAllocator> Server<A> {
         if let Err((code, reason)) = self.check_peers(id, &[peer]) {
             return self.reply_error(tuple, source, msg, code, reason, Some(authed), |_| {});
         }
-        let max = self.config.max_peers_per_allocation;
+        let (max, pii) = (self.config.max_peers_per_allocation, self.redaction);
         let Some(a) = self.allocation_mut(id) else {
             return;
         };
         let outcome = a
             .bind_channel(now, n, peer, max)
             .map(|ok| ok && a.permit(now, peer.ip(), max + 1));
+        a.span.in_scope(
+            || tracing::debug!(channel = n.get(), peer = %pii.pii(peer), ?outcome, "channel bind"),
+        );
         match outcome {
             Ok(true) => self.reply_success(tuple, source, msg, authed, |_| {}),
             Ok(false) => self.reply_error(

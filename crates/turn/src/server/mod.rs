@@ -35,6 +35,7 @@ pub use counters::Counters;
 pub use relay::{ToClient, PEER_HEADROOM, PEER_TAILROOM};
 
 use crate::binding::{BindingConfig, BindingServer, Source};
+use crate::pii::Redaction;
 use crate::stun::{self, attr_type, Attribute, ChannelData, Class, Method};
 use allocation::{Allocation, Bucket};
 use auth::{Cached, KeyCache, Nonces};
@@ -190,6 +191,8 @@ pub struct Server<A: RelayAllocator> {
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     counters: Counters,
+    /// How usernames and addresses appear in logs.
+    redaction: Redaction,
     next_sweep: Instant,
     start: Instant,
     unix_at_start: u64,
@@ -205,6 +208,11 @@ impl<A: RelayAllocator> Server<A> {
         let mut bcfg = BindingConfig::new(config.primary);
         bcfg.alternate = config.alternate;
         let nonces = Nonces::new(rng.gen(), config.nonce_lifetime, now);
+        let redaction = if config.log_pii {
+            Redaction::shown()
+        } else {
+            Redaction::hidden(rng.gen())
+        };
         Server {
             binding: BindingServer::new(bcfg),
             config,
@@ -222,6 +230,7 @@ impl<A: RelayAllocator> Server<A> {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
+            redaction,
             next_sweep: now + SWEEP_EVERY,
             start: now,
             unix_at_start: unix_now,
@@ -230,6 +239,10 @@ impl<A: RelayAllocator> Server<A> {
 
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+    /// How the driver should log usernames and addresses (same salt as the core).
+    pub fn redaction(&self) -> Redaction {
+        self.redaction
     }
     pub fn counters(&self) -> Counters {
         let mut c = self.counters;
@@ -426,7 +439,8 @@ impl<A: RelayAllocator> Server<A> {
             }
         }
         self.relays.release(a.relay);
-        tracing::debug!(allocation = %id, user = %a.user, ?reason, "allocation closed");
+        a.span
+            .in_scope(|| tracing::info!(?reason, "allocation closed"));
         self.event(Event::AllocationClosed {
             id,
             user: a.user,

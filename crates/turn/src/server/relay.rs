@@ -48,7 +48,6 @@ impl<A: RelayAllocator> Server<A> {
             self.counters.dropped_no_route += 1;
             return None;
         };
-        let tid: [u8; 12] = self.rng.gen();
         // The id came from by_relay, which only holds live allocations.
         let a = self.allocations.get_mut(id.0 as usize)?.as_mut()?;
         if !a.has_permission(now, peer.ip()) {
@@ -63,7 +62,7 @@ impl<A: RelayAllocator> Server<A> {
         let stream = to.transport.is_stream();
         let range = match a.channel_by_peer(now, peer) {
             Some(ch) => frame_channel(buf, &data, ch.number, stream),
-            None => frame_data_indication(buf, &data, peer, tid),
+            None => frame_data_indication(buf, &data, peer, self.rng.gen()),
         };
         self.counters.packets_to_clients += 1;
         self.counters.bytes_to_clients += data.len() as u64;
