@@ -55,6 +55,21 @@ pub struct ServeArgs {
     /// Let the relay reach peers in this range although it is private or special (repeatable).
     #[arg(long, value_name = "CIDR")]
     allow_peer: Vec<String>,
+    /// TURN allocations one user may hold at once (more get 486) [default: 1000].
+    #[arg(long, value_name = "N")]
+    turn_user_quota: Option<u64>,
+    /// TURN allocations in total (more get 486) [default: 20000].
+    #[arg(long, value_name = "N")]
+    turn_total_quota: Option<u64>,
+    /// Relayed bytes per second per TURN allocation, both directions [default: 2500000].
+    #[arg(long, value_name = "BYTES")]
+    turn_bandwidth: Option<u64>,
+    /// Unauthenticated STUN/TURN requests per second per source IP [default: 200].
+    #[arg(long, value_name = "N")]
+    turn_unauth_rate: Option<u64>,
+    /// Log usernames and client addresses as they are (personal data; off: a salted digest).
+    #[arg(long)]
+    log_pii: bool,
     /// Log level: error, warn, info, debug, trace (or a tracing filter) [default: info].
     #[arg(long, value_name = "LEVEL")]
     log: Option<String>,
@@ -76,6 +91,11 @@ impl ServeArgs {
             relay_ports: self.relay_ports.clone(),
             turn_secret: self.turn_secret.clone(),
             allow_peer: Some(self.allow_peer.clone()),
+            turn_user_quota: self.turn_user_quota,
+            turn_total_quota: self.turn_total_quota,
+            turn_bandwidth: self.turn_bandwidth,
+            turn_unauth_rate: self.turn_unauth_rate,
+            log_pii: self.log_pii.then_some(true),
             log: self.log.clone(),
         }
     }

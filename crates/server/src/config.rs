@@ -41,6 +41,19 @@ pub struct Config {
     pub turn_secret: Option<String>,
     /// Peer ranges the relay may reach although they are private or special.
     pub allow_peer: Vec<IpNet>,
+    /// TURN allocations one user may hold at once. Default 1000.
+    pub turn_user_quota: u32,
+    /// TURN allocations in total. Default 20000.
+    pub turn_total_quota: u32,
+    /// Relayed bytes per second per TURN allocation (both directions), with a
+    /// one-second burst. Default 2500000 (20 Mbit/s).
+    pub turn_bandwidth: u64,
+    /// Unauthenticated STUN/TURN requests per second from one source IP
+    /// (burst: five seconds' worth). Default 200.
+    pub turn_unauth_rate: u32,
+    /// Log personal data (usernames, client addresses) as it is. Default
+    /// false: a salted digest stands in.
+    pub log_pii: bool,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace` or an EnvFilter
     /// directive). Default `info`.
     pub log: String,
@@ -63,6 +76,11 @@ impl Default for Config {
             relay_ports: (49152, 65535),
             turn_secret: None,
             allow_peer: Vec::new(),
+            turn_user_quota: 1000,
+            turn_total_quota: 20_000,
+            turn_bandwidth: 2_500_000,
+            turn_unauth_rate: 200,
+            log_pii: false,
             log: "info".into(),
         }
     }
@@ -85,6 +103,11 @@ pub struct RawConfig {
     pub relay_ports: Option<String>,
     pub turn_secret: Option<String>,
     pub allow_peer: Option<Vec<String>>,
+    pub turn_user_quota: Option<u64>,
+    pub turn_total_quota: Option<u64>,
+    pub turn_bandwidth: Option<u64>,
+    pub turn_unauth_rate: Option<u64>,
+    pub log_pii: Option<bool>,
     pub log: Option<String>,
 }
 
@@ -125,6 +148,13 @@ impl RawConfig {
         }
         take!(data, domain, sip, sips, turn, turns, http, stun_alt, public_ip, relay_ip);
         take!(relay_ports, turn_secret, log);
+        take!(
+            turn_user_quota,
+            turn_total_quota,
+            turn_bandwidth,
+            turn_unauth_rate,
+            log_pii
+        );
         if let Some(peers) = over.allow_peer {
             if !peers.is_empty() {
                 self.allow_peer = Some(peers);
@@ -167,6 +197,19 @@ impl RawConfig {
                 .iter()
                 .map(|s| parse_cidr(s))
                 .collect::<Result<_, _>>()?,
+            turn_user_quota: count("turn-user-quota", self.turn_user_quota, d.turn_user_quota)?,
+            turn_total_quota: count(
+                "turn-total-quota",
+                self.turn_total_quota,
+                d.turn_total_quota,
+            )?,
+            turn_bandwidth: bandwidth(self.turn_bandwidth, d.turn_bandwidth)?,
+            turn_unauth_rate: count(
+                "turn-unauth-rate",
+                self.turn_unauth_rate,
+                d.turn_unauth_rate,
+            )?,
+            log_pii: self.log_pii.unwrap_or(d.log_pii),
             log: self.log.unwrap_or(d.log),
         };
         check_stun_alt(&cfg)?;
@@ -179,6 +222,32 @@ fn invalid(key: &'static str, value: &str, why: &str) -> ConfigError {
         key,
         value: value.to_owned(),
         why: why.to_owned(),
+    }
+}
+
+/// A limit of at least 1 that fits in 32 bits.
+fn count(key: &'static str, v: Option<u64>, default: u32) -> Result<u32, ConfigError> {
+    let Some(n) = v else { return Ok(default) };
+    match u32::try_from(n) {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(invalid(
+            key,
+            &n.to_string(),
+            "expected a whole number from 1 to 4294967295",
+        )),
+    }
+}
+
+/// Bytes per second per allocation: at least 8000 (one voice call with headers).
+fn bandwidth(v: Option<u64>, default: u64) -> Result<u64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(n) if n >= 8000 => Ok(n),
+        Some(n) => Err(invalid(
+            "turn-bandwidth",
+            &n.to_string(),
+            "expected bytes per second, at least 8000 (e.g. 2500000 for 20 Mbit/s)",
+        )),
     }
 }
 
@@ -346,6 +415,78 @@ mod tests {
         .build()
         .unwrap_err();
         assert!(e.to_string().contains("--allow-peer"), "{e}");
+    }
+
+    #[test]
+    fn turn_limits_and_log_pii_from_file_and_flags() {
+        let dir = std::env::temp_dir().join(format!("natter-cfg-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(
+            &p,
+            "turn-user-quota = 5\nturn-total-quota = 50\nturn-bandwidth = 100000\n\
+             turn-unauth-rate = 20\nlog-pii = true\n",
+        )
+        .unwrap();
+        let file = RawConfig::from_file(&p).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let c = file.clone().build().unwrap();
+        assert_eq!(
+            (c.turn_user_quota, c.turn_total_quota, c.turn_bandwidth),
+            (5, 50, 100_000)
+        );
+        assert_eq!((c.turn_unauth_rate, c.log_pii), (20, true));
+        let flags = RawConfig {
+            turn_user_quota: Some(7),
+            ..Default::default()
+        };
+        let c = file.merge(flags).build().unwrap();
+        assert_eq!((c.turn_user_quota, c.turn_total_quota), (7, 50));
+        let d = RawConfig::default().build().unwrap();
+        assert_eq!((d.turn_user_quota, d.turn_total_quota), (1000, 20_000));
+        assert_eq!(
+            (d.turn_bandwidth, d.turn_unauth_rate, d.log_pii),
+            (2_500_000, 200, false)
+        );
+    }
+
+    #[test]
+    fn bad_turn_limits_name_the_key_and_the_range() {
+        let cases = [
+            (
+                RawConfig {
+                    turn_user_quota: Some(0),
+                    ..Default::default()
+                },
+                "--turn-user-quota",
+            ),
+            (
+                RawConfig {
+                    turn_total_quota: Some(1 << 40),
+                    ..Default::default()
+                },
+                "--turn-total-quota",
+            ),
+            (
+                RawConfig {
+                    turn_bandwidth: Some(100),
+                    ..Default::default()
+                },
+                "--turn-bandwidth",
+            ),
+            (
+                RawConfig {
+                    turn_unauth_rate: Some(0),
+                    ..Default::default()
+                },
+                "--turn-unauth-rate",
+            ),
+        ];
+        for (raw, key) in cases {
+            let e = raw.build().unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+            assert!(e.contains("expected"), "{e}");
+        }
     }
 
     #[test]

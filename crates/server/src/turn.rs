@@ -1,12 +1,15 @@
 //! STUN/TURN listeners: the tokio driver around [`natter_turn::server::Server`].
 //!
 //! * UDP on `--turn`: two `SO_REUSEPORT` sockets (one per core on this 2-core
-//!   target) so the kernel spreads clients over both; with `--stun-alt`, three
-//!   more sockets for RFC 5780 (primary IP/alt port, alt IP/primary port, alt IP/port).
+//!   target) so the kernel spreads clients over both, each served by its own
+//!   lane thread (see `lane`: epoll, recvmmsg/sendmmsg, no tokio on the relay
+//!   path); with `--stun-alt`, three more sockets for RFC 5780 (primary IP/alt
+//!   port, alt IP/primary port, alt IP/port).
 //! * TCP on `--turn` and TLS on `--turns`: STUN and padded ChannelData framed
 //!   by the header length; garbage closes that connection only; per-connection
 //!   buffers are bounded; idle connections time out.
-//! * One UDP socket per allocation on `--relay-ip`, port from `--relay-ports`.
+//! * One UDP socket per allocation on `--relay-ip`, port from `--relay-ports`,
+//!   served by the lane that received the Allocate (lane 0 for TCP/TLS clients).
 //!
 //! The core sits behind one mutex, held only for the in-memory work of one packet.
 //! Account keys are read from the store off the core lock (see
@@ -16,6 +19,7 @@
 mod batch;
 mod driver;
 mod http;
+mod lane;
 mod relays;
 mod stream;
 mod udp;
@@ -48,6 +52,28 @@ pub async fn start_with(
     driver::start(shared, core_cfg, relay_ip).await
 }
 
+/// Raise the open-file limit to the hard limit (every allocation holds a
+/// socket) and log the result, warning when `--turn-total-quota` cannot fit.
+pub fn raise_fd_limit(total_quota: u32) {
+    match batch::raise_nofile_limit() {
+        Ok((before, now)) => {
+            tracing::info!("open file limit {now} (was {before}); each TURN allocation uses one");
+            // Listeners, the database, TCP/TLS clients and SIP need some too.
+            let room = now.saturating_sub(FD_RESERVE);
+            if u64::from(total_quota) > room {
+                tracing::warn!(
+                    "--turn-total-quota {total_quota} exceeds the ~{room} allocations the open file limit ({now}) allows; \
+                     raise the hard limit (`ulimit -Hn`, or LimitNOFILE= in a systemd unit) or lower the quota"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
+}
+
+/// Descriptors kept for everything but relay sockets.
+const FD_RESERVE: u64 = 1024;
+
 /// HTTP routes this service adds to the HTTPS listener.
 pub fn http_routes(shared: &Shared) -> axum::Router {
     http::routes(shared)
@@ -59,10 +85,18 @@ fn core_config(shared: &Shared, primary: SocketAddr) -> Result<ServerConfig, Ser
         context: "TURN settings".into(),
         error: std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()),
     };
+    let burst = cfg.turn_unauth_rate.saturating_mul(5);
     let mut c = ServerConfig::new(&cfg.domain, primary)
         .set_rest_secret(&shared.turn_secret)
         .map_err(bad)?
-        .set_peer_policy(PeerPolicy::allowing(cfg.allow_peer.clone()));
+        .set_peer_policy(PeerPolicy::allowing(cfg.allow_peer.clone()))
+        .set_quotas(cfg.turn_user_quota, cfg.turn_total_quota)
+        .map_err(bad)?
+        .set_bandwidth_cap(cfg.turn_bandwidth)
+        .map_err(bad)?
+        .set_unauth_rate(cfg.turn_unauth_rate, burst)
+        .map_err(bad)?
+        .set_log_pii(cfg.log_pii);
     if let Some(ip) = cfg.public_ip {
         c = c.set_public_ip(ip);
     }

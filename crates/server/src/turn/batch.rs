@@ -1,8 +1,9 @@
-//! Batched receive (`recvmmsg`) for the UDP listener sockets: one system call
-//! and one core lock for up to [`BATCH`] client datagrams.
+//! Batched receive (`recvmmsg`) and send (`sendmmsg`) for the UDP fast path:
+//! one system call for up to [`BATCH`] datagrams; and the open-file limit
+//! (one relay socket per allocation).
 //!
 //! The only `unsafe` of the TURN driver lives here, audited: the kernel is
-//! handed pointers into buffers this struct owns, for the duration of one call.
+//! handed pointers into buffers borrowed for the duration of one call.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -46,7 +47,7 @@ impl RecvBatch {
         }
     }
 
-    fn slot(&self) -> usize {
+    fn slot_len(&self) -> usize {
         self.head + self.size + self.tail
     }
 
@@ -61,8 +62,15 @@ impl RecvBatch {
         if truncated {
             return None;
         }
-        let start = i * self.slot() + self.head;
+        let start = i * self.slot_len() + self.head;
         Some((&self.bufs[start..start + len], from))
+    }
+
+    /// The whole slot of datagram `i` (after [`RecvBatch::slot_mut`] framed it).
+    pub(super) fn slot(&self, i: usize) -> Option<&[u8]> {
+        self.got.get(i)?;
+        let slot = self.slot_len();
+        self.bufs.get(i * slot..(i + 1) * slot)
     }
 
     /// Datagram `i` with its slot for in-place framing: (slot, data range in it, source).
@@ -74,7 +82,7 @@ impl RecvBatch {
         if truncated {
             return None;
         }
-        let (slot, head) = (self.slot(), self.head);
+        let (slot, head) = (self.slot_len(), self.head);
         Some((
             &mut self.bufs[i * slot..(i + 1) * slot],
             head..head + len,
@@ -86,18 +94,41 @@ impl RecvBatch {
         self.got.len()
     }
 
-    /// One non-blocking `recvmmsg`; `WouldBlock` when nothing is queued.
+    /// One non-blocking `recvmmsg` into the whole batch (forgetting the last
+    /// call's datagrams); `WouldBlock` when nothing is queued.
     pub(super) fn recv(&mut self, sock: &impl AsRawFd) -> io::Result<usize> {
         self.got.clear();
+        self.recv_append(sock, self.batch)
+    }
+
+    /// Free slots after the datagrams held now.
+    pub(super) fn room(&self) -> usize {
+        self.batch - self.got.len()
+    }
+
+    /// Forget the datagrams held.
+    pub(super) fn clear(&mut self) {
+        self.got.clear();
+    }
+
+    /// One non-blocking `recvmmsg` of at most `max` datagrams into the free
+    /// slots after those held now (which stay); `WouldBlock` when nothing is queued.
+    pub(super) fn recv_append(&mut self, sock: &impl AsRawFd, max: usize) -> io::Result<usize> {
+        let first = self.got.len();
+        let count = max.min(self.room());
+        if count == 0 {
+            return Ok(0);
+        }
         let mut addrs: [MaybeUninit<libc::sockaddr_storage>; BATCH] =
             [MaybeUninit::uninit(); BATCH];
         // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is valid.
         let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        let slot = self.slot();
-        let count = self.batch;
+        let slot = self.slot_len();
         for (i, (iov, hdr)) in iovs.iter_mut().zip(hdrs.iter_mut()).enumerate().take(count) {
-            iov.iov_base = self.bufs[i * slot + self.head..].as_mut_ptr().cast();
+            iov.iov_base = self.bufs[(first + i) * slot + self.head..]
+                .as_mut_ptr()
+                .cast();
             iov.iov_len = self.size;
             hdr.msg_hdr.msg_name = addrs[i].as_mut_ptr().cast();
             hdr.msg_hdr.msg_namelen =
@@ -105,8 +136,9 @@ impl RecvBatch {
             hdr.msg_hdr.msg_iov = iov;
             hdr.msg_hdr.msg_iovlen = 1;
         }
-        // SAFETY: every pointer in the first `self.batch` headers points into
-        // `self.bufs` (slot i at i*slot+head, `size` bytes, inside the vector),
+        // SAFETY: every pointer in the first `count` headers points into
+        // `self.bufs` (slot first+i at (first+i)*slot+head, `size` bytes, inside
+        // the vector since first+count <= batch),
         // `iovs` or `addrs`, all alive and exclusively borrowed for this call;
         // MSG_DONTWAIT makes the call non-blocking.
         let n = unsafe {
@@ -134,6 +166,83 @@ impl RecvBatch {
         }
         Ok(n as usize)
     }
+}
+
+/// Send each `(bytes, destination)` on `sock` with as few `sendmmsg` calls as
+/// possible. A datagram the kernel refuses (full buffer, unreachable) is
+/// dropped, as a router would; the rest still go. Returns how many were sent.
+pub(super) fn send_many(sock: &impl AsRawFd, msgs: &[(&[u8], SocketAddr)]) -> usize {
+    let mut sent = 0;
+    let mut rest = msgs;
+    while !rest.is_empty() {
+        let chunk = &rest[..rest.len().min(BATCH)];
+        match sendmmsg(sock, chunk) {
+            Ok(n) if n > 0 => {
+                sent += n;
+                rest = &rest[n..];
+            }
+            // The first datagram was refused: drop it and go on with the next.
+            _ => rest = &rest[1..],
+        }
+    }
+    sent
+}
+
+/// One non-blocking `sendmmsg` of at most [`BATCH`] datagrams.
+fn sendmmsg(sock: &impl AsRawFd, msgs: &[(&[u8], SocketAddr)]) -> io::Result<usize> {
+    let count = msgs.len().min(BATCH);
+    let mut names: [MaybeUninit<socket2::SockAddr>; BATCH] =
+        [const { MaybeUninit::uninit() }; BATCH];
+    // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is valid.
+    let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    for (i, (bytes, to)) in msgs.iter().take(count).enumerate() {
+        let name = names[i].write(socket2::SockAddr::from(*to));
+        iovs[i].iov_base = bytes.as_ptr() as *mut libc::c_void;
+        iovs[i].iov_len = bytes.len();
+        hdrs[i].msg_hdr.msg_name = name.as_ptr() as *mut libc::c_void;
+        hdrs[i].msg_hdr.msg_namelen = name.len();
+        hdrs[i].msg_hdr.msg_iov = &mut iovs[i];
+        hdrs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: the first `count` headers point at `names[i]` (initialised just
+    // above), `iovs[i]` and the caller's byte slices, all alive and unchanged
+    // for this call; the kernel only reads through them (the iov_base cast
+    // to *mut is required by the C type, not used for writing). MSG_DONTWAIT
+    // makes the call non-blocking.
+    let n = unsafe {
+        libc::sendmmsg(
+            sock.as_raw_fd(),
+            hdrs.as_mut_ptr(),
+            count as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Raise the soft open-file limit to the hard limit; returns (before, now).
+pub(super) fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit only reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((before, lim.rlim_cur))
 }
 
 /// # Safety

@@ -1,18 +1,17 @@
 //! The shared driver state and the per-message path from a client to the core and back.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use natter_turn::binding::Source;
+use natter_turn::pii::Redaction;
 use natter_turn::server::{
-    Counters, Event, FiveTuple, Server, ServerConfig, Transmit, Transport, UserKeys,
+    Counters, FiveTuple, Server, ServerConfig, Transmit, Transport, UserKeys,
 };
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::batch::RecvBatch;
 use super::relays::RelayPool;
 use super::{stream, udp};
 use crate::{Listening, ServeError, Shared};
@@ -30,6 +29,8 @@ pub(super) struct Driver {
     /// Stream clients: where to queue frames for them.
     pub(super) streams: Mutex<HashMap<FiveTuple, mpsc::Sender<Vec<u8>>>>,
     store: natter_store::Store,
+    /// How usernames and client addresses appear in the driver's own logs.
+    pub(super) pii: Redaction,
 }
 
 /// A handle on a running driver (tests, benchmarks).
@@ -62,15 +63,15 @@ pub(super) async fn start(
     relay_ip: IpAddr,
 ) -> Result<(Vec<Listening>, TurnHandle), ServeError> {
     let conf = &shared.config;
-    let mut listening = Vec::new();
-    let mut sockets = HashMap::new();
-    let mut lanes = Vec::new();
-    if let Some(addr) = conf.turn {
-        let (socks, l, ls) = udp::bind_all(addr, conf.stun_alt, &shared.shutdown)?;
-        listening.extend(l);
-        sockets = socks;
-        lanes = ls;
-    }
+    let udp::Bound {
+        sockets,
+        mut listening,
+        lanes,
+    } = match conf.turn {
+        Some(addr) => udp::bind_all(addr, conf.stun_alt)?,
+        // TLS only: one lane still serves the relay sockets.
+        None => udp::Bound::relays_only()?,
+    };
     // TCP shares the UDP port (which may have been chosen by the OS for port 0).
     let tcp = match conf.turn {
         Some(addr) => Some(stream::bind(
@@ -92,14 +93,24 @@ pub(super) async fn start(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let pool = RelayPool::new(relay_ip, conf.relay_ports);
+    let registries = lanes
+        .iter()
+        .map(|l| l.registry())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServeError::Io {
+            context: "TURN relay poller".into(),
+            error: e,
+        })?;
+    let pool = RelayPool::new(relay_ip, conf.relay_ports, registries);
     let udp_by_addr = sockets
         .values()
         .filter_map(|v| v.first())
         .filter_map(|s| Some((s.local_addr().ok()?, s.clone())))
         .collect();
+    let server = Server::new(cfg, pool, now, unix);
     let driver = Arc::new(Driver {
-        core: Mutex::new(Server::new(cfg, pool, now, unix)),
+        pii: server.redaction(),
+        core: Mutex::new(server),
         udp: sockets
             .iter()
             .filter_map(|(s, v)| Some((*s, v.first()?.clone())))
@@ -108,18 +119,13 @@ pub(super) async fn start(
         streams: Mutex::new(HashMap::new()),
         store: shared.store.clone(),
     });
+    let runtime = tokio::runtime::Handle::current();
     for lane in lanes {
-        lane.start(driver.clone());
-    }
-    for (source, socks) in sockets.into_iter().filter(|(s, _)| *s != Source::Primary) {
-        for sock in socks {
-            tokio::spawn(udp::serve(
-                driver.clone(),
-                sock,
-                source,
-                shared.shutdown.clone(),
-            ));
-        }
+        lane.spawn(driver.clone(), runtime.clone(), shared.shutdown.clone())
+            .map_err(|e| ServeError::Io {
+                context: "starting a TURN lane thread".into(),
+                error: e,
+            })?;
     }
     if let Some(l) = tcp {
         listening.push(Listening {
@@ -183,70 +189,20 @@ impl Driver {
         let forward = {
             let mut core = self.core();
             let fwd = core.handle_client(Instant::now(), tuple, source, bytes);
-            let fwd = fwd.and_then(|f| core.relays().socket(f.relay).map(|s| (s, f.peer, f.data)));
+            let fwd = fwd.and_then(|f| {
+                let sock = core.relays().socket(f.relay)?.clone();
+                Some((sock, f.peer, f.data))
+            });
             while let Some(t) = core.poll_transmit() {
                 out.push(t);
             }
-            self.spawn_new_relays(&mut core);
             fwd
         };
         if let Some((sock, peer, data)) = forward {
             // A full socket buffer drops the packet, as a router would.
-            send_now(&sock, data, peer);
+            let _ = sock.send_to(data, peer);
         }
-        for t in out {
-            self.send_to_client(t).await;
-        }
-    }
-
-    /// A batch of datagrams from one UDP listener: one core lock for all of them.
-    pub(super) async fn handle_batch(
-        self: &Arc<Self>,
-        local: SocketAddr,
-        source: Source,
-        batch: &RecvBatch,
-    ) {
-        let tuple = |from| FiveTuple {
-            transport: Transport::Udp,
-            client: from,
-            server: local,
-        };
-        let missing: Vec<String> = {
-            let core = self.core();
-            let now = Instant::now();
-            (0..batch.len())
-                .filter_map(|i| batch.get(i))
-                .filter_map(|(b, _)| core.user_to_look_up(now, b))
-                .collect()
-        };
-        for user in missing {
-            let keys = self.lookup(&user).await;
-            self.core().set_user_keys(Instant::now(), &user, keys);
-        }
-        let mut forwards = Vec::with_capacity(batch.len());
-        let mut out = Vec::new();
-        {
-            let mut core = self.core();
-            let now = Instant::now();
-            for (bytes, from) in (0..batch.len()).filter_map(|i| batch.get(i)) {
-                if let Some(f) = core.handle_client(now, tuple(from), source, bytes) {
-                    if let Some(sock) = core.relays().socket(f.relay) {
-                        forwards.push((sock, f.peer, f.data));
-                    }
-                }
-            }
-            while let Some(t) = core.poll_transmit() {
-                out.push(t);
-            }
-            self.spawn_new_relays(&mut core);
-        }
-        for (sock, peer, data) in forwards {
-            // A full socket buffer drops the packet, as a router would.
-            send_now(&sock, data, peer);
-        }
-        for t in out {
-            self.send_to_client(t).await;
-        }
+        self.send_all(out);
     }
 
     /// Keys for an account user, read on a blocking thread.
@@ -268,19 +224,13 @@ impl Driver {
         }
     }
 
-    fn spawn_new_relays(self: &Arc<Self>, core: &mut Server<RelayPool>) {
-        for (id, sock) in core.relays_mut().take_new() {
-            let handle = tokio::spawn(super::relays::serve(self.clone(), id, sock)).abort_handle();
-            core.relays_mut().set_task(id, handle);
-        }
-    }
-
-    pub(super) async fn send_to_client(&self, t: Transmit) {
+    /// Send one message to a client: UDP now (a full socket buffer drops it,
+    /// as a router would), a stream through its queue.
+    pub(super) fn send_to_client(&self, t: Transmit) {
         match t.to.transport {
             Transport::Udp => {
-                let sock = self.udp.get(&t.from);
-                if let Some(sock) = sock {
-                    let _ = sock.send_to(&t.payload, t.to.client).await;
+                if let Some(sock) = self.udp.get(&t.from) {
+                    let _ = sock.send_to(&t.payload, t.to.client);
                 }
             }
             Transport::Tcp | Transport::Tls => self.queue_stream(&t.to, t.payload),
@@ -319,37 +269,8 @@ async fn timer_loop(driver: Arc<Driver>, mut shutdown: crate::Shutdown) {
         }
         let mut core = driver.core();
         core.handle_timeout(Instant::now());
-        while let Some(e) = core.poll_event() {
-            log_event(&e);
-        }
+        // The core logs each event in its allocation's span; none are
+        // exported yet (metrics come later), so drop them here.
+        while core.poll_event().is_some() {}
     }
-}
-
-fn log_event(e: &Event) {
-    match e {
-        Event::AllocationCreated {
-            id,
-            user,
-            client,
-            relayed,
-        } => {
-            tracing::debug!(allocation = %id, %user, client = %client.client, %relayed, "allocation created")
-        }
-        Event::AllocationClosed { id, user, reason } => {
-            tracing::debug!(allocation = %id, %user, ?reason, "allocation closed")
-        }
-        Event::AuthFailed { client, user } => {
-            tracing::debug!(%client, ?user, "TURN authentication failed")
-        }
-        Event::PeerRefused { id, peer } => tracing::debug!(allocation = %id, %peer, "peer refused"),
-        _ => {}
-    }
-}
-
-/// Send a datagram now, without waiting: straight to the kernel, bypassing
-/// tokio's cached write readiness (which can still be unset on a fresh socket
-/// and would make `try_send_to` drop the datagram without trying). A full
-/// socket buffer drops the datagram, as a router would.
-pub(super) fn send_now(sock: &UdpSocket, data: &[u8], to: SocketAddr) {
-    let _ = socket2::SockRef::from(sock).send_to(data, &to.into());
 }

@@ -89,6 +89,7 @@ async fn serve_connection(
             let Ok(Ok(stream)) =
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
             else {
+                let peer = driver.pii.pii(peer);
                 tracing::debug!(%peer, "TURN TLS handshake failed or timed out");
                 return;
             };
@@ -153,7 +154,8 @@ async fn read_frames<R: AsyncRead + Unpin>(driver: &Arc<Driver>, rd: &mut R, tup
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::debug!(client = %tuple.client, "closing TURN stream: {e}");
+                    let client = driver.pii.pii(tuple.client);
+                    tracing::debug!(%client, "closing TURN stream: {e}");
                     return;
                 }
             }
@@ -164,7 +166,8 @@ async fn read_frames<R: AsyncRead + Unpin>(driver: &Arc<Driver>, rd: &mut R, tup
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Err(_) => {
-                tracing::debug!(client = %tuple.client, "closing idle TURN stream");
+                let client = driver.pii.pii(tuple.client);
+                tracing::debug!(%client, "closing idle TURN stream");
                 return;
             }
             Ok(Ok(n)) => filled += n,

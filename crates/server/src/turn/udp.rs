@@ -1,67 +1,67 @@
 //! UDP listeners: binding (with `SO_REUSEPORT` so two sockets share the
-//! primary port) and the receive loops.
+//! primary port) and handing them to the lanes that serve them.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
 use natter_turn::binding::Source;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::Interest;
-use tokio::net::UdpSocket;
 
-use super::batch::RecvBatch;
-use super::driver::Driver;
-use crate::{Listening, ServeError, Shutdown};
+use super::lane::{LaneSetup, Listener};
+use crate::{Listening, ServeError};
 
-/// Sockets sharing the primary port: one per core of the target machine.
+/// Sockets sharing the primary port, each with its own lane: one per core of
+/// the target machine.
 const PRIMARY_SOCKETS: usize = 2;
 /// Kernel buffer size asked for each listener socket.
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// A thread with its own single-threaded runtime serving one primary socket
-/// and the relay sockets its allocations create: no cross-thread wake-ups on
-/// the relay path. Send it the driver to start.
-pub(super) struct Lane(std::sync::mpsc::Sender<Arc<Driver>>);
+/// Listener sockets by RFC 5780 role, what to announce, and the lanes to start.
+pub(super) struct Bound {
+    pub(super) sockets: HashMap<Source, Vec<Arc<UdpSocket>>>,
+    pub(super) listening: Vec<Listening>,
+    pub(super) lanes: Vec<LaneSetup>,
+}
 
-impl Lane {
-    pub(super) fn start(self, driver: Arc<Driver>) {
-        let _ = self.0.send(driver);
+impl Bound {
+    /// No UDP listener (`--turn off`): one lane for the relay sockets of TLS clients.
+    pub(super) fn relays_only() -> Result<Bound, ServeError> {
+        let lane = LaneSetup::new(0, Vec::new()).map_err(|e| ServeError::Io {
+            context: "TURN relay poller".into(),
+            error: e,
+        })?;
+        Ok(Bound {
+            sockets: HashMap::new(),
+            listening: Vec::new(),
+            lanes: vec![lane],
+        })
     }
 }
 
-/// Listener sockets by RFC 5780 role, what to announce, and the lanes to start.
-pub(super) type Bound = (
-    HashMap<Source, Vec<Arc<UdpSocket>>>,
-    Vec<Listening>,
-    Vec<Lane>,
-);
-
-/// Bind the primary sockets (each on its own [`Lane`]) and, with `alt`, the
-/// three RFC 5780 ones (served on the main runtime).
-pub(super) fn bind_all(
-    primary: SocketAddr,
-    alt: Option<SocketAddr>,
-    shutdown: &Shutdown,
-) -> Result<Bound, ServeError> {
-    let mut map = HashMap::new();
+/// Bind the primary sockets (each for its own lane) and, with `alt`, the
+/// three RFC 5780 ones (served by lane 0).
+pub(super) fn bind_all(primary: SocketAddr, alt: Option<SocketAddr>) -> Result<Bound, ServeError> {
+    let mut sockets = HashMap::new();
     let first = bind("--turn", primary, true)?;
     let bound = first
         .local_addr()
         .map_err(|e| ServeError::bind("--turn", "udp", primary, e))?;
-    let mut stds = vec![first];
+    let mut prim = vec![Arc::new(first)];
     for _ in 1..PRIMARY_SOCKETS {
-        stds.push(bind("--turn", bound, true)?);
+        prim.push(Arc::new(bind("--turn", bound, true)?));
     }
-    let mut prim = Vec::new();
-    let mut lanes = Vec::new();
-    for std_sock in stds {
-        let (sock, lane) = spawn_lane(std_sock, shutdown.clone())
-            .map_err(|e| ServeError::bind("--turn", "udp", bound, e))?;
-        prim.push(sock);
-        lanes.push(lane);
-    }
-    map.insert(Source::Primary, prim);
+    let mut per_lane: Vec<Vec<Listener>> = prim
+        .iter()
+        .map(|sock| {
+            vec![Listener {
+                sock: sock.clone(),
+                source: Source::Primary,
+                local: bound,
+            }]
+        })
+        .collect();
+    sockets.insert(Source::Primary, prim);
     let mut listening = vec![Listening {
         service: "STUN/TURN",
         transport: "udp",
@@ -73,57 +73,31 @@ pub(super) fn bind_all(
             (Source::AltIp, SocketAddr::new(alt.ip(), bound.port())),
             (Source::AltBoth, alt),
         ] {
-            let s = bind("--stun-alt", addr, false)?;
-            let s = UdpSocket::from_std(s)
-                .map_err(|e| ServeError::bind("--stun-alt", "udp", addr, e))?;
+            let sock = Arc::new(bind("--stun-alt", addr, false)?);
             listening.push(Listening {
                 service: "STUN (RFC 5780)",
                 transport: "udp",
                 addr,
             });
-            map.insert(source, vec![Arc::new(s)]);
+            per_lane[0].push(Listener {
+                sock: sock.clone(),
+                source,
+                local: addr,
+            });
+            sockets.insert(source, vec![sock]);
         }
     }
-    Ok((map, listening, lanes))
-}
-
-fn spawn_lane(
-    std_sock: std::net::UdpSocket,
-    shutdown: Shutdown,
-) -> std::io::Result<(Arc<UdpSocket>, Lane)> {
-    let (sock_tx, sock_rx) = std::sync::mpsc::channel();
-    let (drv_tx, drv_rx) = std::sync::mpsc::channel::<Arc<Driver>>();
-    std::thread::Builder::new()
-        .name("natter-turn-udp".into())
-        .spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = sock_tx.send(Err(e));
-                    return;
-                }
-            };
-            rt.block_on(async move {
-                let sock = match UdpSocket::from_std(std_sock) {
-                    Ok(s) => Arc::new(s),
-                    Err(e) => {
-                        let _ = sock_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let _ = sock_tx.send(Ok(sock.clone()));
-                // Blocks this lane's own thread only, until `start` hands the driver over.
-                let Ok(driver) = drv_rx.recv() else { return };
-                serve(driver, sock, Source::Primary, shutdown).await;
-            });
-        })?;
-    let sock = sock_rx
-        .recv()
-        .map_err(|_| std::io::Error::other("the UDP lane thread stopped"))??;
-    Ok((sock, Lane(drv_tx)))
+    let lanes = per_lane
+        .into_iter()
+        .enumerate()
+        .map(|(i, ls)| LaneSetup::new(i, ls))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServeError::bind("--turn", "udp", bound, e))?;
+    Ok(Bound {
+        sockets,
+        listening,
+        lanes,
+    })
 }
 
 fn bind(
@@ -143,29 +117,4 @@ fn bind(
     s.set_nonblocking(true).map_err(err)?;
     s.bind(&addr.into()).map_err(err)?;
     Ok(s.into())
-}
-
-/// Receive datagrams on `sock` (in batches) until shutdown.
-pub(super) async fn serve(
-    driver: Arc<Driver>,
-    sock: Arc<UdpSocket>,
-    source: Source,
-    mut shutdown: Shutdown,
-) {
-    let Ok(local) = sock.local_addr() else { return };
-    let task = tokio::spawn(async move {
-        let mut batch = RecvBatch::new();
-        loop {
-            let got = sock
-                .async_io(Interest::READABLE, || batch.recv(&*sock))
-                .await;
-            if got.is_err() {
-                tokio::task::yield_now().await;
-                continue;
-            }
-            driver.handle_batch(local, source, &batch).await;
-        }
-    });
-    shutdown.wait().await;
-    task.abort();
 }

@@ -60,6 +60,16 @@ pub fn start_alt(
     stun_alt: Option<SocketAddr>,
     tune: impl FnOnce(ServerConfig) -> ServerConfig + Send + 'static,
 ) -> Turn {
+    start_configured(allow_loopback, stun_alt, |_| {}, tune)
+}
+
+/// Like [`start_alt`], with a hook on the `serve` configuration (as flags set it).
+pub fn start_configured(
+    allow_loopback: bool,
+    stun_alt: Option<SocketAddr>,
+    edit: impl FnOnce(&mut Config),
+    tune: impl FnOnce(ServerConfig) -> ServerConfig + Send + 'static,
+) -> Turn {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -81,7 +91,7 @@ pub fn start_alt(
     data.create().unwrap();
     let tls = natter_server::tls::load_or_create(&data, "localhost").unwrap();
     let (trigger, shutdown) = Shutdown::new();
-    let config = Config {
+    let mut config = Config {
         data: dir.0.clone(),
         turn: Some("127.0.0.1:0".parse().unwrap()),
         turns: Some("127.0.0.1:0".parse().unwrap()),
@@ -95,6 +105,7 @@ pub fn start_alt(
         },
         ..Config::default()
     };
+    edit(&mut config);
     let shared = Shared {
         config: Arc::new(config),
         store,

@@ -1,0 +1,390 @@
+//! Lanes: the UDP fast path. A lane is one thread with its own poller (epoll
+//! through mio: readable interest only, edge-triggered, up to [`EVENTS`] ready
+//! sockets per wake-up) serving some UDP listener sockets and the relay
+//! sockets of the allocations it created (see [`current`]).
+//!
+//! Per wake-up a lane takes every ready socket's datagrams with `recvmmsg`,
+//! runs them through the core under one lock per batch, then sends: client
+//! data to peers with one `sendto` each (every relay socket is another
+//! socket), peer data to clients with `sendmmsg` on the listener socket.
+//! Sockets are registered for reading only, so the kernel never wakes a lane
+//! to say a socket became writable again.
+
+use std::cell::Cell;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::ops::Range;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use natter_turn::binding::Source;
+use natter_turn::server::{
+    FiveTuple, RelayId, ToClient, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
+};
+
+use super::batch::{self, RecvBatch, BATCH, SLOT};
+use super::driver::Driver;
+use crate::Shutdown;
+
+thread_local! {
+    static LANE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The lane this thread is (0 for threads that are not lanes, e.g. the
+/// TCP/TLS tasks, so their relays are served by lane 0).
+pub(super) fn current() -> usize {
+    LANE.with(Cell::get)
+}
+
+/// A UDP listener socket served by a lane.
+pub(super) struct Listener {
+    pub(super) sock: Arc<UdpSocket>,
+    pub(super) source: Source,
+    pub(super) local: SocketAddr,
+}
+
+/// A lane with its sockets registered, not yet running.
+pub(super) struct LaneSetup {
+    index: usize,
+    poll: Poll,
+    listeners: Vec<Listener>,
+}
+
+impl LaneSetup {
+    pub(super) fn new(index: usize, listeners: Vec<Listener>) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        for (k, l) in listeners.iter().enumerate() {
+            let fd = l.sock.as_raw_fd();
+            poll.registry().register(
+                &mut SourceFd(&fd),
+                Token(LISTENER_TOKENS + k),
+                Interest::READABLE,
+            )?;
+        }
+        Ok(LaneSetup {
+            index,
+            poll,
+            listeners,
+        })
+    }
+
+    /// A handle to register relay sockets with this lane from any thread.
+    pub(super) fn registry(&self) -> io::Result<Registry> {
+        self.poll.registry().try_clone()
+    }
+
+    /// Start the lane's thread; it stops within [`TICK`] of `shutdown`.
+    pub(super) fn spawn(
+        self,
+        driver: Arc<Driver>,
+        runtime: tokio::runtime::Handle,
+        shutdown: Shutdown,
+    ) -> io::Result<()> {
+        let lane = Lane {
+            index: self.index,
+            poll: self.poll,
+            events: Events::with_capacity(EVENTS),
+            listeners: self.listeners,
+            driver,
+            runtime,
+            shutdown,
+            clients: RecvBatch::new(),
+            peers: RecvBatch::with_layout(BATCH, PEER_HEADROOM, SLOT, PEER_TAILROOM),
+            peer_relays: Vec::with_capacity(BATCH),
+            ready_listeners: Vec::new(),
+            ready_relays: Vec::with_capacity(EVENTS),
+            again_listeners: Vec::new(),
+            again_relays: Vec::new(),
+            sockets: Vec::with_capacity(EVENTS),
+            forwards: Vec::with_capacity(BATCH),
+            to_clients: Vec::with_capacity(BATCH),
+        };
+        std::thread::Builder::new()
+            .name(format!("natter-turn-{}", self.index))
+            .spawn(move || lane.run())
+            .map(|_| ())
+    }
+}
+
+/// Tokens from here on are listener sockets; below are relay ids (u32).
+const LISTENER_TOKENS: usize = usize::MAX - 16;
+/// Ready sockets taken per `epoll_wait`.
+const EVENTS: usize = 256;
+/// How often an idle lane checks for shutdown.
+const TICK: Duration = Duration::from_millis(250);
+/// Datagrams taken per `recvmmsg` on one relay socket.
+const PER_RELAY: usize = 8;
+/// `recvmmsg` calls on one socket per wake-up before the others get a turn
+/// (the socket is then served again right after, without waiting for an edge).
+const ROUNDS: usize = 16;
+
+struct Lane {
+    index: usize,
+    poll: Poll,
+    events: Events,
+    listeners: Vec<Listener>,
+    driver: Arc<Driver>,
+    /// The main runtime: requests that need an account lookup go there.
+    runtime: tokio::runtime::Handle,
+    shutdown: Shutdown,
+    /// Client datagrams of one listener `recvmmsg`.
+    clients: RecvBatch,
+    /// Peer datagrams from many relay sockets, with room to frame them in place.
+    peers: RecvBatch,
+    /// The relay each datagram in `peers` came from.
+    peer_relays: Vec<RelayId>,
+    ready_listeners: Vec<usize>,
+    ready_relays: Vec<RelayId>,
+    /// Sockets left with data after [`ROUNDS`]: served again without an edge.
+    again_listeners: Vec<usize>,
+    again_relays: Vec<RelayId>,
+    sockets: Vec<(RelayId, Arc<UdpSocket>)>,
+    /// Client data for peers: (relay socket, peer, datagram index, byte range).
+    forwards: Vec<(Arc<UdpSocket>, SocketAddr, usize, Range<usize>)>,
+    /// Framed peer data for clients: (datagram index, where it goes).
+    to_clients: Vec<(usize, ToClient)>,
+}
+
+impl Lane {
+    fn run(mut self) {
+        LANE.with(|l| l.set(self.index));
+        loop {
+            let busy = !self.again_listeners.is_empty() || !self.again_relays.is_empty();
+            let timeout = if busy { Duration::ZERO } else { TICK };
+            if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!("TURN lane {} stopped: epoll failed: {e}", self.index);
+                    return;
+                }
+            }
+            if self.shutdown.is_triggered() {
+                return;
+            }
+            self.collect_ready();
+            for k in std::mem::take(&mut self.ready_listeners) {
+                self.drain_listener(k);
+            }
+            if !self.ready_relays.is_empty() {
+                self.drain_relays();
+            }
+        }
+    }
+
+    /// Sort this wake-up's events (and sockets left over) into listeners and relays.
+    fn collect_ready(&mut self) {
+        self.ready_listeners.clear();
+        self.ready_relays.clear();
+        for ev in self.events.iter() {
+            match ev.token().0.checked_sub(LISTENER_TOKENS) {
+                Some(k) => self.ready_listeners.push(k),
+                None => self.ready_relays.push(RelayId(ev.token().0 as u32)),
+            }
+        }
+        for k in self.again_listeners.drain(..) {
+            if !self.ready_listeners.contains(&k) {
+                self.ready_listeners.push(k);
+            }
+        }
+        self.ready_relays.append(&mut self.again_relays);
+    }
+
+    /// Read a listener until it is empty (or [`ROUNDS`] batches), handling each batch.
+    fn drain_listener(&mut self, k: usize) {
+        let Some(l) = self.listeners.get(k) else {
+            return;
+        };
+        let (sock, source, local) = (l.sock.clone(), l.source, l.local);
+        for _ in 0..ROUNDS {
+            match self.clients.recv(&*sock) {
+                Ok(n) => {
+                    self.handle_clients(local, source);
+                    if n < self.clients.capacity() {
+                        return;
+                    }
+                }
+                Err(e) if retry_after(&e) => {}
+                Err(_) => return,
+            }
+        }
+        self.again_listeners.push(k);
+    }
+
+    /// One batch of client datagrams: one core lock, then the sends.
+    fn handle_clients(&mut self, local: SocketAddr, source: Source) {
+        let tuple = |client| FiveTuple {
+            transport: Transport::Udp,
+            client,
+            server: local,
+        };
+        let mut replies = Vec::new();
+        let mut lookups = Vec::new();
+        {
+            let mut core = self.driver.core();
+            let now = Instant::now();
+            for i in 0..self.clients.len() {
+                let Some((bytes, from)) = self.clients.get(i) else {
+                    continue;
+                };
+                if core.user_to_look_up(now, bytes).is_some() {
+                    lookups.push((tuple(from), bytes.to_vec()));
+                    continue;
+                }
+                if let Some(f) = core.handle_client(now, tuple(from), source, bytes) {
+                    if let Some(sock) = core.relays().socket(f.relay) {
+                        let start = f.data.as_ptr() as usize - bytes.as_ptr() as usize;
+                        let range = start..start + f.data.len();
+                        self.forwards.push((sock.clone(), f.peer, i, range));
+                    }
+                }
+            }
+            while let Some(t) = core.poll_transmit() {
+                replies.push(t);
+            }
+        }
+        for (sock, peer, i, range) in self.forwards.drain(..) {
+            if let Some((bytes, _)) = self.clients.get(i) {
+                // A full socket buffer drops the packet, as a router would.
+                let _ = sock.send_to(&bytes[range], peer);
+            }
+        }
+        self.driver.send_all(replies);
+        for (tuple, bytes) in lookups {
+            // Off the lane: the account lookup may wait on the database.
+            let driver = self.driver.clone();
+            self.runtime.spawn(async move {
+                driver.handle_client(tuple, source, &bytes).await;
+            });
+        }
+    }
+
+    /// Read every ready relay socket into `peers`; frame and send whenever it fills.
+    fn drain_relays(&mut self) {
+        {
+            let core = self.driver.core();
+            for &id in &self.ready_relays {
+                if let Some(sock) = core.relays().socket(id) {
+                    self.sockets.push((id, sock.clone()));
+                }
+            }
+        }
+        let now = Instant::now();
+        let mut sockets = std::mem::take(&mut self.sockets);
+        for (id, sock) in sockets.drain(..) {
+            if !self.drain_relay(now, id, &sock) {
+                self.again_relays.push(id);
+            }
+        }
+        self.sockets = sockets;
+        self.frame_and_send(now);
+    }
+
+    /// Read one relay socket; false when it still has data after [`ROUNDS`] calls.
+    fn drain_relay(&mut self, now: Instant, id: RelayId, sock: &UdpSocket) -> bool {
+        for _ in 0..ROUNDS {
+            if self.peers.room() == 0 {
+                self.frame_and_send(now);
+            }
+            let asked = PER_RELAY.min(self.peers.room());
+            match self.peers.recv_append(sock, asked) {
+                Ok(n) => {
+                    self.peer_relays.extend(std::iter::repeat_n(id, n));
+                    if n < asked {
+                        return true;
+                    }
+                }
+                Err(e) if retry_after(&e) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
+    /// Frame the held peer datagrams under one core lock, then send them:
+    /// `sendmmsg` per listener socket for UDP clients, the queue for streams.
+    fn frame_and_send(&mut self, now: Instant) {
+        if self.peers.len() == 0 {
+            return;
+        }
+        {
+            let mut core = self.driver.core();
+            for (i, &id) in self.peer_relays.iter().enumerate() {
+                let Some((slot, data, peer)) = self.peers.slot_mut(i) else {
+                    continue;
+                };
+                if let Some(to) = core.handle_peer(now, id, peer, slot, data) {
+                    self.to_clients.push((i, to));
+                }
+            }
+        }
+        self.send_to_clients();
+        self.to_clients.clear();
+        self.peers.clear();
+        self.peer_relays.clear();
+    }
+
+    fn send_to_clients(&mut self) {
+        let mut msgs: [(&[u8], SocketAddr); BATCH] = [(&[], UNSPECIFIED); BATCH];
+        let mut done = [false; BATCH];
+        for first in 0..self.to_clients.len() {
+            if done[first] {
+                continue;
+            }
+            let server = self.to_clients[first].1.to.server;
+            let mut n = 0;
+            for (j, (i, to)) in self.to_clients.iter().enumerate().skip(first) {
+                if done[j] || to.to.server != server || to.to.transport != Transport::Udp {
+                    continue;
+                }
+                done[j] = true;
+                if let Some(slot) = self.peers.slot(*i) {
+                    msgs[n] = (&slot[to.range.clone()], to.to.client);
+                    n += 1;
+                }
+            }
+            if n > 0 {
+                if let Some(sock) = self.driver.udp_for(server) {
+                    batch::send_many(&**sock, &msgs[..n]);
+                }
+            }
+            if !done[first] {
+                // A stream client: its writer task gets a copy.
+                done[first] = true;
+                let (i, to) = &self.to_clients[first];
+                if let Some(slot) = self.peers.slot(*i) {
+                    self.driver
+                        .queue_stream(&to.to, slot[to.range.clone()].to_vec());
+                }
+            }
+        }
+    }
+}
+
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
+
+/// Errors a UDP receive reports once for an earlier send (ICMP port
+/// unreachable and the like): the queue may still hold datagrams.
+fn retry_after(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+            | io::ErrorKind::Interrupted
+    )
+}
+
+impl Driver {
+    /// Send replies the core produced: UDP now, streams through their queue.
+    pub(super) fn send_all(&self, replies: Vec<Transmit>) {
+        for t in replies {
+            self.send_to_client(t);
+        }
+    }
+}
