@@ -1,8 +1,9 @@
 //! A phone keeps its call when it changes network: real processes in the lab.
 //!
-//! The caller runs on a multi-homed host (uplink 0 behind one cone NAT, uplink 1
-//! behind another, like Wi-Fi and mobile data); the callee is behind a third NAT.
-//! Four seconds into the call the caller's preferred uplink goes down. Its phone
+//! One phone runs on a multi-homed host (uplink 0 behind one cone NAT, uplink 1
+//! behind another, like Wi-Fi and mobile data); the other is behind a third NAT.
+//! Three seconds into the call the multi-homed phone's preferred uplink goes down
+//! (the caller's in one test, the callee's in the other). The phone
 //! notices the new local address, reconnects SIP and registers from there (the
 //! server moves the call to the new flow), gathers fresh candidates and restarts
 //! ICE with a re-INVITE. The test asserts the call reconnects within a bound,
@@ -145,9 +146,30 @@ fn wait_for_count(p: &LabProcess, needle: &str, times: usize, limit: Duration) -
     false
 }
 
+/// Which phone sits on the multi-homed host and loses its uplink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mover {
+    Caller,
+    Callee,
+}
+
 #[test]
 fn lab_roam_caller_loses_its_uplink_mid_call_and_the_call_recovers() {
-    let name = "lab_roam_caller_loses_its_uplink_mid_call_and_the_call_recovers";
+    roam(
+        "lab_roam_caller_loses_its_uplink_mid_call_and_the_call_recovers",
+        Mover::Caller,
+    );
+}
+
+#[test]
+fn lab_roam_callee_loses_its_uplink_mid_call_and_the_call_recovers() {
+    roam(
+        "lab_roam_callee_loses_its_uplink_mid_call_and_the_call_recovers",
+        Mover::Callee,
+    );
+}
+
+fn roam(name: &str, mover: Mover) {
     let mut lab = match natter_lab::lab_available() {
         Ok(()) => Lab::new(name).expect("build the lab"),
         Err(why) => return natter_lab::skip(name, &why),
@@ -157,7 +179,11 @@ fn lab_roam_caller_loses_its_uplink_mid_call_and_the_call_recovers() {
     let mobile = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
     let home = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
     let phone = lab.add_multihomed_host(&wifi, &mobile).unwrap();
-    let callee = lab.add_host_behind(&home).unwrap();
+    let fixed = lab.add_host_behind(&home).unwrap();
+    let (caller_host, callee_host) = match mover {
+        Mover::Caller => (phone.host(), &fixed),
+        Mover::Callee => (&fixed, phone.host()),
+    };
 
     let srv = lab.server_ips().0.to_string();
     let path = |n: &str| server.dir.join(n).to_str().expect("UTF-8").to_owned();
@@ -182,13 +208,13 @@ fn lab_roam_caller_loses_its_uplink_mid_call_and_the_call_recovers() {
         "--timeout",
         "40",
     ]);
-    let mut answer = callee.spawn(NATTER, &args).expect("start the callee");
+    let mut answer = callee_host.spawn(NATTER, &args).expect("start the callee");
     answer
         .wait_for_output("registered as", Duration::from_secs(15))
         .unwrap_or_else(|e| panic!("callee did not register: {e}\n{}", answer.stderr()));
     let mut args = phone_args(&srv, "+14155550100", "alice-pw-1", &log);
     args.extend(["--call", "bob", "--play", &talk, "--stats", &cs]);
-    let caller = phone.host().spawn(NATTER, &args).expect("start the caller");
+    let caller = caller_host.spawn(NATTER, &args).expect("start the caller");
     assert!(
         wait_for_count(&caller, "connected:", 1, Duration::from_secs(15)),
         "the call did not connect:\n{}\ncallee:\n{}",
@@ -199,33 +225,48 @@ fn lab_roam_caller_loses_its_uplink_mid_call_and_the_call_recovers() {
 
     phone.link_down(0).expect("take the preferred uplink down");
     let down = Instant::now();
-    let back = wait_for_count(&caller, "connected:", 2, Duration::from_secs(15));
+    let moving = match mover {
+        Mover::Caller => &caller,
+        Mover::Callee => &answer,
+    };
+    let back = wait_for_count(moving, "connected:", 2, Duration::from_secs(15));
     let recovery = down.elapsed();
     assert!(
         back,
-        "the caller did not reconnect:\n{}\ncallee:\n{}",
+        "the moving phone did not reconnect:\n{}\ncallee:\n{}",
         caller.stderr(),
         answer.stderr()
     );
-    eprintln!("ROAM recovery after link loss: {} ms", recovery.as_millis());
+    eprintln!(
+        "ROAM {mover:?} recovery after link loss: {} ms",
+        recovery.as_millis()
+    );
 
     let out = caller.finish(Duration::from_secs(30)).expect("caller ran");
     let caller_err = String::from_utf8_lossy(&out.stderr).into_owned();
     let status = answer
         .wait_timeout(Duration::from_secs(10))
         .expect("callee wait");
-    eprintln!("caller:\n{caller_err}\ncallee:\n{}", answer.stderr());
+    let callee_err = answer.stderr();
+    eprintln!("caller:\n{caller_err}\ncallee:\n{callee_err}");
     assert!(out.status.success(), "the caller failed");
     assert!(
         status.is_some_and(|s| s.success()),
         "the callee did not exit 0 after the caller hung up: {status:?}"
     );
-    assert!(caller_err.contains("reconnecting"), "no Reconnecting event");
-    assert!(
-        answer.stderr().contains("reconnecting"),
-        "the callee never noticed the restart"
-    );
-    let second = caller_err
+    for (who, err) in [("caller", &caller_err), ("callee", &callee_err)] {
+        assert!(err.contains("reconnecting"), "{who}: no Reconnecting event");
+        assert_eq!(
+            err.matches("connected:").count(),
+            2,
+            "{who}: connected twice"
+        );
+    }
+    let moved_err = match mover {
+        Mover::Caller => &caller_err,
+        Mover::Callee => &callee_err,
+    };
+    let second = moved_err
         .lines()
         .filter(|l| l.starts_with("connected:"))
         .nth(1)
