@@ -72,7 +72,8 @@ fn start_server(lab: &Lab) -> Server {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    args.extend(["--turns", "off", "--http", "off", "--data", &data_s].map(String::from));
+    let https = format!("{primary}:8443"); // WebSocket SIP at /sip
+    args.extend(["--turns", "off", "--http", &https, "--data", &data_s].map(String::from));
     for r in LAB_RANGES {
         args.extend(["--allow-peer".to_string(), r.to_string()]);
     }
@@ -158,6 +159,7 @@ fn lab_roam_caller_loses_its_uplink_mid_call_and_the_call_recovers() {
     roam(
         "lab_roam_caller_loses_its_uplink_mid_call_and_the_call_recovers",
         Mover::Caller,
+        &[],
     );
 }
 
@@ -166,10 +168,22 @@ fn lab_roam_callee_loses_its_uplink_mid_call_and_the_call_recovers() {
     roam(
         "lab_roam_callee_loses_its_uplink_mid_call_and_the_call_recovers",
         Mover::Callee,
+        &[],
     );
 }
 
-fn roam(name: &str, mover: Mover) {
+/// The moving caller signals over secure WebSocket: the WSS flow is rebuilt too.
+#[test]
+fn lab_roam_wss_caller_loses_its_uplink_mid_call_and_the_call_recovers() {
+    roam(
+        "lab_roam_wss_caller_loses_its_uplink_mid_call_and_the_call_recovers",
+        Mover::Caller,
+        &["--transport", "wss", "--insecure"],
+    );
+}
+
+/// `caller_extra`: more flags for the caller (its SIP transport).
+fn roam(name: &str, mover: Mover, caller_extra: &[&str]) {
     let mut lab = match natter_lab::lab_available() {
         Ok(()) => Lab::new(name).expect("build the lab"),
         Err(why) => return natter_lab::skip(name, &why),
@@ -214,6 +228,7 @@ fn roam(name: &str, mover: Mover) {
         .unwrap_or_else(|e| panic!("callee did not register: {e}\n{}", answer.stderr()));
     let mut args = phone_args(&srv, "+14155550100", "alice-pw-1", &log);
     args.extend(["--call", "bob", "--play", &talk, "--stats", &cs]);
+    args.extend_from_slice(caller_extra);
     let caller = caller_host.spawn(NATTER, &args).expect("start the caller");
     assert!(
         wait_for_count(&caller, "connected:", 1, Duration::from_secs(15)),
