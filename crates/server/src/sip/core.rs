@@ -36,6 +36,12 @@ const OUTBOX_EVERY: Duration = Duration::from_millis(250);
 /// …or when this many are waiting.
 const OUTBOX_MAX: usize = 1024;
 
+/// Timers are run at most this often. The core's timers are RFC 3261
+/// ones (500 ms and up) and most entries are stale when they come due (the
+/// transaction already ended), so a wake-up for each would cost more than
+/// the work; 10 ms of lateness changes nothing for them.
+const TIMER_SLACK: Duration = Duration::from_millis(10);
+
 /// Datagrams read per wake-up before timers and channels get a turn.
 const UDP_BATCH: usize = 64;
 
@@ -99,17 +105,20 @@ async fn run(
     let mut buf = vec![0u8; 65_536];
     let udp_local = udp.as_ref().and_then(|u| u.local_addr().ok());
     let far = || Instant::now() + Duration::from_secs(3600);
-    let mut armed = server.poll_timeout().unwrap_or_else(far);
+    let mut quiet_until = Instant::now();
+    let mut armed = next_due(&server, &outbox).unwrap_or_else(far);
     let sleep = tokio::time::sleep_until(armed.into());
     tokio::pin!(sleep);
     loop {
-        let wake = match (server.poll_timeout(), outbox.deadline()) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b).unwrap_or(armed),
-        };
-        if wake != armed {
-            armed = wake;
-            sleep.as_mut().reset(wake.into()); // re-armed only when the deadline moves
+        // Re-armed only when the deadline moves earlier: every re-arm costs
+        // a timer-wheel update (and a driver wake-up when earlier than the
+        // last park); waking early is harmless.
+        if let Some(due) = next_due(&server, &outbox) {
+            let wake = due.max(quiet_until);
+            if wake < armed {
+                armed = wake;
+                sleep.as_mut().reset(wake.into());
+            }
         }
         tokio::select! {
             _ = shutdown.wait() => break,
@@ -125,8 +134,10 @@ async fn run(
                 None => break,
             },
             _ = &mut sleep => {
-                server.handle_timeout(Instant::now()); // no-op when only the outbox was due
-                armed = server.poll_timeout().unwrap_or_else(far);
+                let now = Instant::now();
+                server.handle_timeout(now); // no-op when only the outbox was due
+                quiet_until = now + TIMER_SLACK;
+                armed = next_due(&server, &outbox).map_or_else(far, |d| d.max(quiet_until));
                 sleep.as_mut().reset(armed.into());
             }
         }
@@ -134,6 +145,14 @@ async fn run(
         outbox.maybe_send(false);
     }
     outbox.maybe_send(true);
+}
+
+/// The earliest of the core's timers and the outbox's deadline.
+fn next_due(server: &Server, outbox: &Outbox) -> Option<Instant> {
+    match (server.poll_timeout(), outbox.deadline()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Binding events on their way to the persistence task, sent in batches.
