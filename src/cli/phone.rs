@@ -312,9 +312,12 @@ struct CpuMeter {
 const STEADY_AFTER: Duration = Duration::from_secs(2);
 
 impl CpuMeter {
+    /// The first connect starts the meter; a reconnect after a move is part
+    /// of the call and does not restart it.
     fn connected(&mut self) {
-        self.at_connect = process_cpu().map(|c| (Instant::now(), c));
-        self.steady_from = None;
+        if self.at_connect.is_none() {
+            self.at_connect = process_cpu().map(|c| (Instant::now(), c));
+        }
     }
 
     /// Called on every periodic stats event (once a second).
