@@ -18,9 +18,10 @@
 //! Needs root and `tcpdump`; otherwise the lab tests skip through `natter_lab::skip`.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use natter_lab::testing::TempDir;
 use natter_lab::{Host, Lab, LabProcess, Nat, NatKind};
 use natter_phone::media::wav::{read_wav_at, WavWriter};
 use natter_phone::media::{Codec, EncoderSettings};
@@ -99,7 +100,7 @@ fn capture_call(test: &str, relay: bool) {
     }
     let mut lab = Lab::new(test).expect("build the lab");
     let dir = TempDir::new(test);
-    let mut server = start_server(&lab, &dir.0);
+    let mut server = start_server(&lab, dir.path());
     let n1 = lab.add_nat(NatKind::PortRestrictedCone).expect("NAT 1");
     let n2 = lab.add_nat(NatKind::PortRestrictedCone).expect("NAT 2");
     drop_unsolicited(&n1);
@@ -107,7 +108,7 @@ fn capture_call(test: &str, relay: bool) {
     let a = lab.add_host_behind(&n1).expect("caller host");
     let b = lab.add_host_behind(&n2).expect("callee host");
 
-    let pcap = dir.0.join("caller-uplink.pcap");
+    let pcap = dir.path().join("caller-uplink.pcap");
     let pcap_s = pcap.to_str().expect("UTF-8 temp path");
     let mut tcpdump = n1
         .router()
@@ -122,7 +123,7 @@ fn capture_call(test: &str, relay: bool) {
         .wait_for_output("listening on", Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("tcpdump did not start: {e}"));
 
-    let stats = call(&a, &b, &dir.0, relay);
+    let stats = call(&a, &b, dir.path(), relay);
     std::thread::sleep(Duration::from_millis(300)); // the last datagrams reach the file
     tcpdump.terminate().expect("stop tcpdump");
     let _ = tcpdump.wait_timeout(Duration::from_secs(5));
@@ -132,7 +133,7 @@ fn capture_call(test: &str, relay: bool) {
     assert_eq!(stats["path"], want, "caller stats: {stats}");
     let bytes = std::fs::read(&pcap).expect("read the capture");
     let datagrams = parse_pcap(&bytes).expect("a pcap file from tcpdump");
-    let mic = read_wav_at(dir.0.join("talk.wav"), OPUS_RATE)
+    let mic = read_wav_at(dir.path().join("talk.wav"), OPUS_RATE)
         .expect("talk.wav")
         .samples;
     let frames = known_frames(&mic);
@@ -358,23 +359,6 @@ fn udp_of(ip: &[u8]) -> Option<Datagram> {
 }
 
 // ---- lab helpers ---------------------------------------------------------------
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("natter-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).expect("temp dir");
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn start_server(lab: &Lab, dir: &Path) -> LabProcess {
     let data = dir.join("data");
