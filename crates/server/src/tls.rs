@@ -64,8 +64,11 @@ fn create_self_signed(data: &DataDir, domain: &str) -> Result<(), ServeError> {
         reason: format!("cannot write it ({e})"),
     };
     fs::write(data.cert(), certified.cert.pem()).map_err(|e| io(&data.cert(), e))?;
-    write_private(&data.key(), certified.signing_key.serialize_pem().as_bytes())
-        .map_err(|e| io(&data.key(), e))?;
+    write_private(
+        &data.key(),
+        certified.signing_key.serialize_pem().as_bytes(),
+    )
+    .map_err(|e| io(&data.key(), e))?;
     Ok(())
 }
 
