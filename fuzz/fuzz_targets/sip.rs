@@ -1,4 +1,4 @@
-//! SIP parser and stream framer on arbitrary bytes: must never panic, and
+//! SIP parser, digest credentials and stream framer on arbitrary bytes: must never panic, and
 //! whatever parses must serialize to something that parses again.
 #![no_main]
 
@@ -14,6 +14,10 @@ fuzz_target!(|data: &[u8]| {
             again.is_ok(),
             "serialized message does not parse: {again:?}"
         );
+    }
+    // Digest credentials are parsed from header values.
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = natter_sip::auth::parse_credentials(text);
     }
     let mut framer = Framer::new(limits.clone());
     for chunk in data.chunks(7) {
