@@ -299,4 +299,39 @@ mod tests {
         }
         assert_eq!(b.get(5), None, "truncated datagram dropped");
     }
+
+    #[test]
+    fn sends_many_in_one_call_and_appends_receives() {
+        let rx1 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx2 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (a1, a2) = (rx1.local_addr().unwrap(), rx2.local_addr().unwrap());
+        let payloads: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 3 + usize::from(i)]).collect();
+        let msgs: Vec<(&[u8], SocketAddr)> = payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&p[..], if i % 2 == 0 { a1 } else { a2 }))
+            .collect();
+        assert_eq!(send_many(&tx, &msgs), 40, "more than one sendmmsg batch");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut b = RecvBatch::with_layout(BATCH, 4, 64, 0);
+        assert_eq!(b.recv_append(&rx1, 5).unwrap(), 5);
+        assert_eq!(b.recv_append(&rx2, 3).unwrap(), 3);
+        assert_eq!(b.len(), 8);
+        assert_eq!(b.get(0).unwrap().0, &payloads[0][..]);
+        assert_eq!(b.get(4).unwrap().0, &payloads[8][..]);
+        assert_eq!(
+            b.get(5).unwrap().0,
+            &payloads[1][..],
+            "appended after the first five"
+        );
+        let (slot, range, from) = b.slot_mut(7).unwrap();
+        assert_eq!(
+            (&slot[range], from),
+            (&payloads[5][..], tx.local_addr().unwrap())
+        );
+        assert_eq!(b.room(), BATCH - 8);
+        b.clear();
+        assert_eq!(b.recv_append(&rx1, BATCH).unwrap(), 15, "the rest of rx1");
+    }
 }
