@@ -113,16 +113,7 @@ impl Drop for TestServer {
 
 /// The sipp binary, or `None` with a loud SKIPPED line.
 pub fn sipp() -> Option<PathBuf> {
-    let path = PathBuf::from("/usr/bin/sipp");
-    if path.exists() {
-        Some(path)
-    } else {
-        natter_lab::skip(
-            "sipp scenarios",
-            "sipp is not installed (apt-get install sip-tester)",
-        );
-        None
-    }
+    natter_lab::testing::require_tool("sipp scenarios", "sipp", "sip-tester")
 }
 
 /// The repository's `tests/sipp` directory.
@@ -163,10 +154,5 @@ pub fn run_sipp(args: &[&str], timeout: Duration) -> (bool, String) {
 }
 
 /// A free UDP port on loopback for a sipp instance.
-pub fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+#[allow(unused_imports)] // not every test binary runs sipp
+pub use natter_lab::testing::free_udp_port as free_port;

@@ -2,8 +2,7 @@
 //! loopback ports, coturn's tools, and loud skips when they are missing.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, UdpSocket};
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 
@@ -27,23 +26,11 @@ pub struct Turn {
     _dir: TempDir,
 }
 
-pub struct TempDir(pub PathBuf);
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use natter_lab::testing::{free_udp_port, TempDir};
 
 /// Is `tool` installed? If not, print the loud skip line.
 pub fn have(tool: &str) -> bool {
-    let ok = natter_lab::which(tool).is_some();
-    if !ok {
-        natter_lab::skip(
-            "turn/stun interop",
-            &format!("{tool} is not installed (apt-get install coturn)"),
-        );
-    }
-    ok
+    natter_lab::testing::require_tool("turn/stun interop", tool, "coturn").is_some()
 }
 
 /// Start the driver on 127.0.0.1 with free ports.
@@ -75,24 +62,18 @@ pub fn start_configured(
         .enable_all()
         .build()
         .unwrap();
-    let dir = std::env::temp_dir().join(format!(
-        "natter-turn-test-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let dir = TempDir(dir);
+    let dir = TempDir::new("turn");
     let store = natter_store::Store::open_in_memory().unwrap();
     store.ensure_realm("localhost").unwrap();
     store
         .add_account(&natter_store::AccountId::parse(USER).unwrap(), PASSWORD)
         .unwrap();
-    let data = natter_server::data::DataDir::new(&dir.0);
+    let data = natter_server::data::DataDir::new(dir.path());
     data.create().unwrap();
     let tls = natter_server::tls::load_or_create(&data, "localhost").unwrap();
     let (trigger, shutdown) = Shutdown::new();
     let mut config = Config {
-        data: dir.0.clone(),
+        data: dir.path().to_owned(),
         turn: Some("127.0.0.1:0".parse().unwrap()),
         turns: Some("127.0.0.1:0".parse().unwrap()),
         relay_ip: Some("127.0.0.1".parse().unwrap()),
@@ -134,23 +115,6 @@ pub fn start_configured(
         rt,
         _dir: dir,
     }
-}
-
-fn rand_suffix() -> u64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
-}
-
-/// A free UDP port on loopback (bound and released).
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// coturn's echo peer on a free port; killed when dropped.
