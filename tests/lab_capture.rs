@@ -103,8 +103,6 @@ fn capture_call(test: &str, relay: bool) {
     let mut server = start_server(&lab, dir.path());
     let n1 = lab.add_nat(NatKind::PortRestrictedCone).expect("NAT 1");
     let n2 = lab.add_nat(NatKind::PortRestrictedCone).expect("NAT 2");
-    drop_unsolicited(&n1);
-    drop_unsolicited(&n2);
     let a = lab.add_host_behind(&n1).expect("caller host");
     let b = lab.add_host_behind(&n2).expect("callee host");
 
@@ -466,31 +464,6 @@ fn call(caller: &Host, callee: &Host, dir: &Path, relay: bool) -> Value {
     );
     let _ = answer.wait_timeout(Duration::from_secs(10));
     serde_json::from_str(&std::fs::read_to_string(&cs).expect("stats file")).expect("JSON")
-}
-
-/// As in tests/lab_phone.rs: lab NATs drop unsolicited input, as home routers do.
-fn drop_unsolicited(nat: &Nat) {
-    let args = [
-        "-A",
-        "INPUT",
-        "-i",
-        "wan",
-        "-m",
-        "conntrack",
-        "--ctstate",
-        "NEW",
-        "-j",
-        "DROP",
-    ];
-    let out = nat
-        .router()
-        .run("iptables", &args, Duration::from_secs(10))
-        .expect("iptables ran");
-    assert!(
-        out.status.success(),
-        "iptables: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Speech-like signal at 16 kHz: gliding harmonics, syllable envelope.

@@ -122,37 +122,6 @@ fn make_speech(path: &Path) {
     w.finish().expect("write talk.wav");
 }
 
-/// Make a lab NAT drop unsolicited packets addressed to itself, as home routers do.
-///
-/// Without this, a connectivity check that reaches a NAT before its own host has
-/// sent the matching check is accepted by the router's INPUT chain, conntrack
-/// confirms an entry for it, and the host's outgoing check then clashes with that
-/// entry and gets a new public port: the mapping changes mid-punch and no direct
-/// pair can ever succeed (observed in this lab with cone × cone).
-fn drop_unsolicited(nat: &natter_lab::Nat) {
-    let args = [
-        "-A",
-        "INPUT",
-        "-i",
-        "wan",
-        "-m",
-        "conntrack",
-        "--ctstate",
-        "NEW",
-        "-j",
-        "DROP",
-    ];
-    let out = nat
-        .router()
-        .run("iptables", &args, Duration::from_secs(10))
-        .expect("iptables ran");
-    assert!(
-        out.status.success(),
-        "iptables: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 struct Outcome {
     caller: Value,
     callee: Value,
@@ -326,8 +295,6 @@ fn lab_phone_cone_x_cone_is_direct() {
     let server = start_server(&lab, "lab_phone_cone_x_cone_is_direct");
     let n1 = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
     let n2 = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
-    drop_unsolicited(&n1);
-    drop_unsolicited(&n2);
     let (a, b) = (
         lab.add_host_behind(&n1).unwrap(),
         lab.add_host_behind(&n2).unwrap(),
@@ -390,9 +357,6 @@ fn lab_phone_carrier_grade_nat_x_cone_is_direct() {
         .add_nat_behind(&cgn, NatKind::PortRestrictedCone)
         .unwrap();
     let other = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
-    for nat in [&cgn, &home, &other] {
-        drop_unsolicited(nat);
-    }
     let (a, b) = (
         lab.add_host_behind(&home).unwrap(),
         lab.add_host_behind(&other).unwrap(),
