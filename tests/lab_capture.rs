@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use natter_lab::testing::TempDir;
-use natter_lab::{Host, Lab, LabProcess, Nat, NatKind};
+use natter_lab::{Host, Lab, LabProcess, NatKind};
 use natter_phone::media::wav::{read_wav_at, WavWriter};
 use natter_phone::media::{Codec, EncoderSettings};
 use natter_phone::voice::{VoiceTx, OPUS_RATE};
