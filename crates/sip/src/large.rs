@@ -80,7 +80,7 @@ impl Server {
         }
         if self.unreachable.contains(&flow.remote, now) {
             self.counters.tcp_fallbacks += 1;
-            debug!(remote = %flow.remote, size, "large request over UDP: TCP refused before");
+            debug!(remote = %self.cfg.redaction.pii(flow.remote), size, "large request over UDP: TCP refused before");
             return None;
         }
         self.counters.sent_over_tcp += 1;
@@ -113,7 +113,7 @@ impl Server {
         client.interval = self.cfg.t1;
         let resend_cancel = client.cancel.take().is_some();
         self.counters.tcp_fallbacks += 1;
-        info!(remote = %udp.remote, "no TCP connection for a large request: sent over UDP");
+        info!(remote = %self.cfg.redaction.pii(udp.remote), "no TCP connection for a large request: sent over UDP");
         self.send(udp, bytes);
         self.timers.set(
             now + self.cfg.t1,

@@ -85,7 +85,7 @@ impl Server {
             (dialog.callee, dialog.caller)
         };
         if source.remote.ip() != flow.remote.ip() {
-            debug!(remote = %flow.remote, "in-dialog request from a stranger refused");
+            debug!(remote = %self.cfg.redaction.pii(flow.remote), "in-dialog request from a stranger refused");
             if !ack {
                 self.answer_cached(
                     now,

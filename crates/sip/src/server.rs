@@ -91,6 +91,9 @@ pub struct ServerConfig {
     /// The same for TCP, TLS and WebSocket flows. Default 120 s (the
     /// drivers close streams idle for 300 s).
     pub flow_timer_stream: u32,
+    /// How client addresses appear in logs. Default: hidden behind a salted
+    /// digest with a random salt (`natter serve --log-pii` shows them).
+    pub redaction: natter_turn::pii::Redaction,
 }
 
 impl ServerConfig {
@@ -118,6 +121,7 @@ impl ServerConfig {
             digest_uri_may_name_server: true,
             flow_timer_udp: 29,
             flow_timer_stream: 120,
+            redaction: natter_turn::pii::Redaction::hidden(rng.gen()),
         }
     }
 }
@@ -217,7 +221,7 @@ impl Server {
             return; // CRLF keepalive on UDP
         }
         if !self.guard.allow(now, flow.remote.ip()) {
-            debug!(remote = %flow.remote, "rate limit: request dropped");
+            debug!(remote = %self.cfg.redaction.pii(flow.remote), "rate limit: request dropped");
             return;
         }
         if flow.transport == Transport::Udp && classify(input.bytes) == Datagram::Stun {
@@ -230,11 +234,13 @@ impl Server {
             Err(Error::Invalid { why, message })
                 if message.is_request() && message.method() != Some(&Method::Ack) =>
             {
-                debug!(remote = %flow.remote, why, "400 for an invalid request");
+                debug!(remote = %self.cfg.redaction.pii(flow.remote), why, "400 for an invalid request");
                 let reason = format!("Bad Request ({why})");
                 self.reply_with(&flow, &message, 400, &reason, Vec::new());
             }
-            Err(e) => debug!(remote = %flow.remote, error = %e, "dropped unreadable message"),
+            Err(e) => {
+                debug!(remote = %self.cfg.redaction.pii(flow.remote), error = %e, "dropped unreadable message")
+            }
         }
         self.flush_events();
     }
@@ -248,7 +254,7 @@ impl Server {
             }
             None => {
                 self.counters.stun_dropped += 1;
-                debug!(remote = %flow.remote, "dropped a STUN-like datagram that is no Binding request");
+                debug!(remote = %self.cfg.redaction.pii(flow.remote), "dropped a STUN-like datagram that is no Binding request");
             }
         }
     }
@@ -469,6 +475,14 @@ fn stamp_via(req: &mut Message, flow: &Flow) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_addresses_are_hidden_in_logs_by_default() {
+        let cfg = ServerConfig::new("example.org");
+        let addr: std::net::SocketAddr = "198.51.100.7:5060".parse().unwrap();
+        assert!(!cfg.redaction.shows());
+        assert!(!cfg.redaction.pii(addr).to_string().contains("198.51.100.7"));
+    }
     use crate::flow::Transport;
 
     #[test]

@@ -75,7 +75,8 @@ pub(crate) async fn accept_loop(
             },
         };
         let Some(slot) = Slot::take() else {
-            tracing::warn!(%remote, "too many SIP connections; refused");
+            // No address here: personal data stays out of default-level logs.
+            tracing::warn!("too many SIP connections; one refused");
             continue;
         };
         let _ = tcp.set_nodelay(true);
