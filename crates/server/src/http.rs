@@ -138,11 +138,11 @@ async fn serve_connection(
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            tracing::debug!(%peer, error = %e, "https handshake failed");
+            tracing::debug!(peer = %crate::pii::log_redaction().pii(peer), error = %e, "https handshake failed");
             return;
         }
         Err(_) => {
-            tracing::debug!(%peer, "https handshake timed out");
+            tracing::debug!(peer = %crate::pii::log_redaction().pii(peer), "https handshake timed out");
             return;
         }
     };
@@ -152,7 +152,7 @@ async fn serve_connection(
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
     tokio::select! {
-        r = conn => if let Err(e) = r { tracing::debug!(%peer, error = %e, "https connection ended"); },
+        r = conn => if let Err(e) = r { tracing::debug!(peer = %crate::pii::log_redaction().pii(peer), error = %e, "https connection ended"); },
         _ = shutdown.wait() => {}
     }
 }

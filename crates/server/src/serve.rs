@@ -20,6 +20,7 @@ pub async fn run(
     shutdown: Shutdown,
     on_started: impl FnOnce(&Started),
 ) -> Result<(), ServeError> {
+    crate::pii::set_log_pii(config.log_pii);
     crate::turn::raise_fd_limit(config.turn_total_quota);
     let data = DataDir::new(&config.data);
     data.create()?;

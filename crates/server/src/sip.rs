@@ -147,9 +147,11 @@ pub fn http_routes(shared: &Shared) -> axum::Router {
 /// The core's settings from the server configuration.
 fn core_config(config: &crate::Config) -> ServerConfig {
     let mut cfg = ServerConfig::new(&config.domain);
-    if config.log_pii {
-        cfg.redaction = natter_turn::pii::Redaction::shown();
-    }
+    cfg.redaction = if config.log_pii {
+        natter_turn::pii::Redaction::shown()
+    } else {
+        crate::pii::log_redaction()
+    };
     let mut aliases: Vec<String> = vec!["127.0.0.1".into(), "::1".into()];
     if config.domain == "localhost" {
         aliases.push("localhost".into());

@@ -307,6 +307,11 @@ impl Server {
     }
 
     /// Running totals (keepalives, TCP for large requests).
+    /// How personal data appears in logs (drivers log through it too).
+    pub fn redaction(&self) -> natter_turn::pii::Redaction {
+        self.cfg.redaction
+    }
+
     pub fn counters(&self) -> Counters {
         self.counters
     }

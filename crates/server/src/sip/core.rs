@@ -72,9 +72,11 @@ pub(crate) fn spawn(
                         return;
                     }
                 };
+                let redaction = server.redaction();
                 let links = Links {
                     conns: HashMap::new(),
-                    dialer: Dialer::new(to_core, shutdown.clone()),
+                    dialer: Dialer::new(to_core, shutdown.clone(), redaction),
+                    redaction,
                 };
                 run(server, udp, links, rx, persist, shutdown).await;
             })
@@ -87,6 +89,7 @@ pub(crate) fn spawn(
 struct Links {
     conns: HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
     dialer: Dialer,
+    redaction: natter_turn::pii::Redaction,
 }
 
 async fn run(
@@ -264,7 +267,7 @@ async fn flush(
             }
             (None, Some(udp)) => {
                 if let Err(e) = send_udp(udp, &t.bytes, t.flow.remote).await {
-                    tracing::debug!(remote = %t.flow.remote, error = %e, "udp send failed");
+                    tracing::debug!(remote = %links.redaction.pii(t.flow.remote), error = %e, "udp send failed");
                 }
             }
             (None, None) => {}

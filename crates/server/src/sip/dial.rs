@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use natter_sip::flow::{ConnId, Flow, Transport};
+use natter_turn::pii::Redaction;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -28,6 +29,7 @@ pub(crate) struct Dialer {
     by_remote: HashMap<SocketAddr, State>,
     to_core: mpsc::Sender<ToCore>,
     shutdown: Shutdown,
+    redaction: Redaction,
 }
 
 enum State {
@@ -36,11 +38,16 @@ enum State {
 }
 
 impl Dialer {
-    pub(crate) fn new(to_core: mpsc::Sender<ToCore>, shutdown: Shutdown) -> Dialer {
+    pub(crate) fn new(
+        to_core: mpsc::Sender<ToCore>,
+        shutdown: Shutdown,
+        redaction: Redaction,
+    ) -> Dialer {
         Dialer {
             by_remote: HashMap::new(),
             to_core,
             shutdown,
+            redaction,
         }
     }
 
@@ -54,7 +61,7 @@ impl Dialer {
         conns: &HashMap<ConnId, mpsc::Sender<Vec<u8>>>,
     ) {
         if flow.transport != Transport::Tcp {
-            tracing::debug!(remote = %flow.remote, "no connection for a stream flow; dropped");
+            tracing::debug!(remote = %self.redaction.pii(flow.remote), "no connection for a stream flow; dropped");
             return;
         }
         match self.by_remote.get_mut(&flow.remote) {
@@ -77,7 +84,12 @@ impl Dialer {
         }
         self.by_remote
             .insert(flow.remote, State::Connecting(vec![bytes]));
-        tokio::spawn(dial(flow, self.to_core.clone(), self.shutdown.clone()));
+        tokio::spawn(dial(
+            flow,
+            self.to_core.clone(),
+            self.shutdown.clone(),
+            self.redaction,
+        ));
     }
 
     /// A dialled connection is up: hand it what waited.
@@ -102,7 +114,7 @@ impl Dialer {
 }
 
 /// Connect, then serve the connection like an accepted one.
-async fn dial(flow: Flow, core: mpsc::Sender<ToCore>, shutdown: Shutdown) {
+async fn dial(flow: Flow, core: mpsc::Sender<ToCore>, shutdown: Shutdown, redaction: Redaction) {
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(flow.remote)).await;
     let slot = Slot::take();
     match (connected, slot) {
@@ -126,7 +138,7 @@ async fn dial(flow: Flow, core: mpsc::Sender<ToCore>, shutdown: Shutdown) {
                 Ok(Err(e)) => e.to_string(),
                 Err(_) => format!("no answer within {CONNECT_TIMEOUT:?}"),
             };
-            tracing::debug!(remote = %flow.remote, %why, "could not connect for a large request");
+            tracing::debug!(remote = %redaction.pii(flow.remote), %why, "could not connect for a large request");
             let _ = core.send(ToCore::ConnectFailed { flow }).await;
         }
     }

@@ -89,7 +89,9 @@ pub(crate) async fn accept_loop(
                     Ok(Ok(stream)) => {
                         serve(stream, Transport::Tls, local, remote, false, core, shutdown).await
                     }
-                    _ => tracing::debug!(%remote, "sip tls handshake failed or timed out"),
+                    _ => {
+                        tracing::debug!(remote = %crate::pii::log_redaction().pii(remote), "sip tls handshake failed or timed out")
+                    }
                 },
             }
             drop(slot);
@@ -161,7 +163,7 @@ pub(crate) async fn serve<S>(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::debug!(%remote, error = %e, "sip stream cannot be framed; closing");
+                    tracing::debug!(remote = %crate::pii::log_redaction().pii(remote), error = %e, "sip stream cannot be framed; closing");
                     break 'read;
                 }
             }

@@ -90,7 +90,7 @@ async fn serve_connection(
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
             else {
                 let peer = driver.pii.pii(peer);
-                tracing::debug!(%peer, "TURN TLS handshake failed or timed out");
+                tracing::debug!(peer = %crate::pii::log_redaction().pii(peer), "TURN TLS handshake failed or timed out");
                 return;
             };
             let tuple = FiveTuple {
@@ -155,7 +155,7 @@ async fn read_frames<R: AsyncRead + Unpin>(driver: &Arc<Driver>, rd: &mut R, tup
                 Ok(None) => break,
                 Err(e) => {
                     let client = driver.pii.pii(tuple.client);
-                    tracing::debug!(%client, "closing TURN stream: {e}");
+                    tracing::debug!(client = %crate::pii::log_redaction().pii(client), "closing TURN stream: {e}");
                     return;
                 }
             }
@@ -167,7 +167,7 @@ async fn read_frames<R: AsyncRead + Unpin>(driver: &Arc<Driver>, rd: &mut R, tup
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Err(_) => {
                 let client = driver.pii.pii(tuple.client);
-                tracing::debug!(%client, "closing idle TURN stream");
+                tracing::debug!(client = %crate::pii::log_redaction().pii(client), "closing idle TURN stream");
                 return;
             }
             Ok(Ok(n)) => filled += n,
