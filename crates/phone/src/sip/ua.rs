@@ -299,19 +299,8 @@ impl UserAgent {
         for rr in record_routes(&call.invite) {
             ok.push(HeaderName::RecordRoute, rr);
         }
-        ok.push(HeaderName::Contact, format!("<{contact}>"));
-        ok.push(HeaderName::ContentType, "application/sdp");
-        ok.body = sdp.clone();
-        let bytes = ok.to_bytes();
-        call.local_sdp = sdp;
         call.state = CallState::Answered;
-        call.ok = Some(bytes.clone());
-        self.transmits.push_back(bytes);
-        if !self.cfg.transport.is_reliable() {
-            let t1 = self.cfg.t1;
-            self.ok_timers
-                .insert(id.clone(), (now + t1, t1, now + t1 * 64));
-        }
+        self.send_ok_with_sdp(now, id, ok, &contact, sdp);
     }
 
     /// Refuse an incoming call (486 Busy Here, 603 Decline, 488 …).
@@ -405,7 +394,23 @@ impl UserAgent {
         let Some(req) = call.update.take() else {
             return;
         };
-        let mut ok = req.response(200, "OK", Some(&call.local_tag));
+        let ok = req.response(200, "OK", Some(&call.local_tag));
+        self.send_ok_with_sdp(now, id, ok, &contact, sdp);
+    }
+
+    /// Send a 200 OK carrying our SDP for call `id` and keep it for
+    /// retransmission until the ACK (on UDP, from T1 doubling, for 64·T1).
+    fn send_ok_with_sdp(
+        &mut self,
+        now: Instant,
+        id: &CallId,
+        mut ok: Message,
+        contact: &str,
+        sdp: Vec<u8>,
+    ) {
+        let Some(call) = self.calls.get_mut(id) else {
+            return;
+        };
         ok.push(HeaderName::Contact, format!("<{contact}>"));
         ok.push(HeaderName::ContentType, "application/sdp");
         ok.body = sdp.clone();
