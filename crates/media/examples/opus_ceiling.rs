@@ -58,18 +58,11 @@ fn main() {
     );
 }
 
+/// The speech file as mono at `RATE` Hz (the library's WAV reader).
 fn load(path: &Path) -> Vec<i16> {
-    let mut reader = hound::WavReader::open(path).expect("read the speech WAV");
-    let spec = reader.spec();
-    let raw: Vec<i16> = reader
-        .samples::<i16>()
-        .map(|s| s.expect("16-bit samples"))
-        .collect();
-    let mono: Vec<i16> = raw
-        .chunks(usize::from(spec.channels))
-        .map(|c| c[0])
-        .collect();
-    resample(&mono, spec.sample_rate, RATE)
+    natter_media::wav::read_wav_at(path, RATE)
+        .expect("read the speech WAV")
+        .samples
 }
 
 fn write(path: &Path, samples: &[i16]) {
