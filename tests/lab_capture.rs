@@ -21,12 +21,15 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::lab::serve_in_lab;
 use natter_lab::testing::TempDir;
 use natter_lab::{Host, Lab, LabProcess, NatKind};
 use natter_phone::media::wav::{read_wav_at, WavWriter};
 use natter_phone::media::{Codec, EncoderSettings};
 use natter_phone::voice::{VoiceTx, OPUS_RATE};
 use serde_json::Value;
+
+mod common;
 
 const NATTER: &str = env!("CARGO_BIN_EXE_natter");
 
@@ -359,48 +362,8 @@ fn udp_of(ip: &[u8]) -> Option<Datagram> {
 // ---- lab helpers ---------------------------------------------------------------
 
 fn start_server(lab: &Lab, dir: &Path) -> LabProcess {
-    let data = dir.join("data");
-    let data_s = data.to_str().expect("UTF-8 temp path");
-    for (user, pw) in [("alice", "alice-pw-1"), ("bob", "bob-pw-2")] {
-        let st = std::process::Command::new(NATTER)
-            .args(["user", "add", user, "--password", pw, "--data", data_s])
-            .output()
-            .expect("natter user add");
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-    }
-    let (primary, _) = lab.server_ips();
-    let (sip, turn) = (format!("{primary}:5060"), format!("{primary}:3478"));
-    let args = [
-        "serve",
-        "--sip",
-        &sip,
-        "--sips",
-        "off",
-        "--turn",
-        &turn,
-        "--turns",
-        "off",
-        "--http",
-        "off",
-        "--data",
-        data_s,
-        "--allow-peer",
-        "10.0.0.0/8",
-        "--allow-peer",
-        "192.0.2.0/24",
-        "--allow-peer",
-        "203.0.113.0/24",
-    ];
-    let mut p = lab
-        .server_host()
-        .spawn(NATTER, &args)
-        .expect("natter serve");
-    p.wait_for_output("Stop with Ctrl-C", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("natter serve did not start in the lab: {e}"));
+    let users = [("alice", "alice-pw-1"), ("bob", "bob-pw-2")];
+    let p = serve_in_lab(lab, &dir.join("data"), &users, false);
     let mut w = WavWriter::create(dir.join("talk.wav"), 16_000).expect("talk.wav");
     w.write(&speech(3.0)).expect("talk.wav");
     w.finish().expect("talk.wav");

@@ -10,10 +10,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::lab::serve_in_lab;
 use natter_lab::{Host, Lab, LabProcess, NatKind};
 use natter_phone::media::quality::compare;
 use natter_phone::media::wav::read_wav_at;
 use serde_json::Value;
+
+mod common;
 
 const NATTER: &str = env!("CARGO_BIN_EXE_natter");
 
@@ -25,15 +28,6 @@ macro_rules! lab_or_skip {
         }
     };
 }
-
-/// The lab's address ranges the relay must be allowed to reach.
-const LAB_RANGES: [&str; 5] = [
-    "10.0.0.0/8",
-    "100.64.0.0/10",
-    "192.0.2.0/24",
-    "198.51.100.0/24",
-    "203.0.113.0/24",
-];
 
 struct Server {
     process: LabProcess,
@@ -50,44 +44,14 @@ impl Drop for Server {
 }
 
 fn start_server(lab: &Lab, test: &str) -> Server {
-    let (primary, _) = lab.server_ips();
     let dir = std::env::temp_dir().join(format!(
         "natter-lab-phone-{}",
         lab.server_host().namespace()
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let data = dir.join("data");
-    let data_s = data.to_str().expect("temp paths are UTF-8 here").to_owned();
-    for (user, pw) in [("+14155550100", "alice-pw-1"), ("bob", "bob-pw-2")] {
-        let st = std::process::Command::new(NATTER)
-            .args(["user", "add", user, "--password", pw, "--data", &data_s])
-            .output()
-            .expect("natter user add");
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-    }
-    let sip = format!("{primary}:5060");
-    let turn = format!("{primary}:3478");
-    let mut args: Vec<String> = ["serve", "--sip", &sip, "--sips", "off", "--turn", &turn]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.extend(["--turns", "off", "--http", "off", "--data", &data_s].map(String::from));
-    for r in LAB_RANGES {
-        args.extend(["--allow-peer".to_string(), r.to_string()]);
-    }
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut process = lab
-        .server_host()
-        .spawn(NATTER, &argv)
-        .expect("start natter serve");
-    if let Err(err) = process.wait_for_output("Stop with Ctrl-C", Duration::from_secs(20)) {
-        panic!("natter serve did not start in the lab: {err}");
-    }
+    let users = [("+14155550100", "alice-pw-1"), ("bob", "bob-pw-2")];
+    let process = serve_in_lab(lab, &dir.join("data"), &users, false);
     // NATTER_LAB_PHONE_TALK=FILE.wav plays that instead (scripts/bench-phone: real speech).
     match std::env::var_os("NATTER_LAB_PHONE_TALK") {
         Some(talk) => {

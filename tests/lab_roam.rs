@@ -14,9 +14,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::lab::serve_in_lab;
 use natter_lab::{Lab, LabProcess, NatKind};
 use natter_phone::media::wav::{read_wav_at, WavWriter};
 use serde_json::Value;
+
+mod common;
 
 const NATTER: &str = env!("CARGO_BIN_EXE_natter");
 /// Length of the caller's speech; the call hangs up 1 s after it.
@@ -27,14 +30,6 @@ const DOWN_AT_S: f64 = 3.0;
 const RECOVERY_BOUND: Duration = Duration::from_secs(2);
 /// Correlation rate for the speech check.
 const RATE: u32 = 4_000;
-
-const LAB_RANGES: [&str; 5] = [
-    "10.0.0.0/8",
-    "100.64.0.0/10",
-    "192.0.2.0/24",
-    "198.51.100.0/24",
-    "203.0.113.0/24",
-];
 
 struct Server {
     process: LabProcess,
@@ -49,42 +44,12 @@ impl Drop for Server {
 }
 
 fn start_server(lab: &Lab) -> Server {
-    let (primary, _) = lab.server_ips();
     let dir =
         std::env::temp_dir().join(format!("natter-lab-roam-{}", lab.server_host().namespace()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let data = dir.join("data");
-    let data_s = data.to_str().expect("temp paths are UTF-8 here").to_owned();
-    for (user, pw) in [("+14155550100", "alice-pw-1"), ("bob", "bob-pw-2")] {
-        let st = std::process::Command::new(NATTER)
-            .args(["user", "add", user, "--password", pw, "--data", &data_s])
-            .output()
-            .expect("natter user add");
-        assert!(
-            st.status.success(),
-            "{}",
-            String::from_utf8_lossy(&st.stderr)
-        );
-    }
-    let (sip, turn) = (format!("{primary}:5060"), format!("{primary}:3478"));
-    let mut args: Vec<String> = ["serve", "--sip", &sip, "--sips", "off", "--turn", &turn]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let https = format!("{primary}:8443"); // WebSocket SIP at /sip
-    args.extend(["--turns", "off", "--http", &https, "--data", &data_s].map(String::from));
-    for r in LAB_RANGES {
-        args.extend(["--allow-peer".to_string(), r.to_string()]);
-    }
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut process = lab
-        .server_host()
-        .spawn(NATTER, &argv)
-        .expect("start natter serve");
-    if let Err(err) = process.wait_for_output("Stop with Ctrl-C", Duration::from_secs(20)) {
-        panic!("natter serve did not start in the lab: {err}");
-    }
+    let users = [("+14155550100", "alice-pw-1"), ("bob", "bob-pw-2")];
+    let process = serve_in_lab(lab, &dir.join("data"), &users, true);
     Server { process, dir }
 }
 

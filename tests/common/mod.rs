@@ -1,6 +1,8 @@
 //! Helpers for tests that run the real `natter` binary.
 #![allow(dead_code)]
 
+pub mod lab;
+
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,6 +14,7 @@ pub fn natter() -> Command {
     Command::new(env!("CARGO_BIN_EXE_natter"))
 }
 
+#[allow(unused_imports)] // not every test binary uses both
 pub use natter_lab::testing::{free_port, TempDir};
 
 pub fn loopback(port: u16) -> SocketAddr {
