@@ -20,6 +20,17 @@ pub(crate) fn log_redaction() -> Redaction {
     *LOG_REDACTION.get_or_init(|| make(false))
 }
 
+/// What a protocol core built from `config` logs through: the process's
+/// redaction, or values as they are when this server was given `--log-pii`
+/// (tests may run servers with and without it in one process).
+pub(crate) fn for_config(log_pii: bool) -> Redaction {
+    if log_pii {
+        Redaction::shown()
+    } else {
+        log_redaction()
+    }
+}
+
 fn make(show: bool) -> Redaction {
     if show {
         Redaction::shown()

@@ -147,11 +147,7 @@ pub fn http_routes(shared: &Shared) -> axum::Router {
 /// The core's settings from the server configuration.
 fn core_config(config: &crate::Config) -> ServerConfig {
     let mut cfg = ServerConfig::new(&config.domain);
-    cfg.redaction = if config.log_pii {
-        natter_turn::pii::Redaction::shown()
-    } else {
-        crate::pii::log_redaction()
-    };
+    cfg.redaction = crate::pii::for_config(config.log_pii);
     let mut aliases: Vec<String> = vec!["127.0.0.1".into(), "::1".into()];
     if config.domain == "localhost" {
         aliases.push("localhost".into());

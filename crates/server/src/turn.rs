@@ -96,7 +96,7 @@ fn core_config(shared: &Shared, primary: SocketAddr) -> Result<ServerConfig, Ser
         .map_err(bad)?
         .set_unauth_rate(cfg.turn_unauth_rate, burst)
         .map_err(bad)?
-        .set_log_pii(cfg.log_pii);
+        .set_redaction(crate::pii::for_config(cfg.log_pii));
     if let Some(ip) = cfg.public_ip {
         c = c.set_public_ip(ip);
     }

@@ -48,6 +48,9 @@ pub struct ServerConfig {
     /// Log usernames and client addresses as they are. Default false: a
     /// salted digest stands in (see [`crate::pii`]).
     pub(crate) log_pii: bool,
+    /// The redaction to log through, shared with the rest of the process.
+    /// Default `None`: the core makes its own from `log_pii`.
+    pub(crate) redaction: Option<crate::pii::Redaction>,
 }
 
 impl ServerConfig {
@@ -71,6 +74,7 @@ impl ServerConfig {
             peers: PeerPolicy::default(),
             seed: None,
             log_pii: false,
+            redaction: None,
         }
     }
 
@@ -164,6 +168,12 @@ impl ServerConfig {
     /// Log usernames and client addresses as they are (`--log-pii`).
     pub fn set_log_pii(mut self, on: bool) -> Self {
         self.log_pii = on;
+        self
+    }
+    /// Log through `redaction` (the process's own, so one address has one
+    /// digest in every component's lines); overrides `set_log_pii`.
+    pub fn set_redaction(mut self, redaction: crate::pii::Redaction) -> Self {
+        self.redaction = Some(redaction);
         self
     }
 }

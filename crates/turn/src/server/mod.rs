@@ -208,10 +208,10 @@ impl<A: RelayAllocator> Server<A> {
         let mut bcfg = BindingConfig::new(config.primary);
         bcfg.alternate = config.alternate;
         let nonces = Nonces::new(rng.gen(), config.nonce_lifetime, now);
-        let redaction = if config.log_pii {
-            Redaction::shown()
-        } else {
-            Redaction::hidden(rng.gen())
+        let redaction = match config.redaction {
+            Some(r) => r,
+            None if config.log_pii => Redaction::shown(),
+            None => Redaction::hidden(rng.gen()),
         };
         Server {
             binding: BindingServer::new(bcfg),
