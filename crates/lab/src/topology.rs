@@ -331,8 +331,31 @@ impl Lab {
         })
     }
 
-    /// Creates a veth from `device_ns` (named `device_if`) to `nat`'s LAN bridge.
+    /// Creates a veth from `device_ns` (named `device_if`) to `nat`'s LAN bridge,
+    /// with the default route through the NAT.
     fn attach_to_lan(&mut self, nat: &Nat, device_ns: &str, device_if: &str) -> Result<Ipv4Addr> {
+        let ip = self.attach_veth_to_lan(nat, device_ns, device_if)?;
+        ip_in(
+            device_ns,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                &nat.lan.gateway().to_string(),
+            ],
+        )?;
+        Ok(ip)
+    }
+
+    /// Creates a veth from `device_ns` (named `device_if`) to `nat`'s LAN bridge,
+    /// addressed and up, without a route.
+    fn attach_veth_to_lan(
+        &mut self,
+        nat: &Nat,
+        device_ns: &str,
+        device_if: &str,
+    ) -> Result<Ipv4Addr> {
         let slot = usize::from(nat.index);
         let seq = self.hosts_behind[slot]; // invariant: pushed in new_router for every index
         if seq >= 200 {
@@ -357,16 +380,6 @@ impl Lab {
             &["addr", "add", &format!("{ip}/24"), "dev", device_if],
         )?;
         ip_in(device_ns, &["link", "set", device_if, "up"])?;
-        ip_in(
-            device_ns,
-            &[
-                "route",
-                "add",
-                "default",
-                "via",
-                &nat.lan.gateway().to_string(),
-            ],
-        )?;
         Ok(ip)
     }
 

@@ -82,27 +82,8 @@ impl Lab {
 
     /// A veth from `nat`'s LAN bridge to `ns` as uplink `link`, with its default route.
     fn attach_uplink(&mut self, nat: &Nat, ns: &str, link: usize) -> Result<Ipv4Addr> {
-        let slot = usize::from(nat.index);
-        let seq = self.hosts_behind[slot]; // invariant: pushed in new_router for every index
-        if seq >= 200 {
-            return Err(Error::Exhausted("too many hosts behind one NAT"));
-        }
-        self.hosts_behind[slot] = seq + 1;
-        let ip = nat.lan.host(seq);
-        let router_if = format!("h{seq}");
         let iface = IFACES[link];
-        ip_in(
-            &nat.router.ns,
-            &[
-                "link", "add", &router_if, "type", "veth", "peer", "name", iface, "netns", ns,
-            ],
-        )?;
-        ip_in(
-            &nat.router.ns,
-            &["link", "set", &router_if, "master", "lan", "up"],
-        )?;
-        ip_in(ns, &["addr", "add", &format!("{ip}/24"), "dev", iface])?;
-        ip_in(ns, &["link", "set", iface, "up"])?;
+        let ip = self.attach_veth_to_lan(nat, ns, iface)?;
         add_default_route(ns, nat.lan.gateway(), iface, METRICS[link])?;
         Ok(ip)
     }
