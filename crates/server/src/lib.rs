@@ -12,6 +12,7 @@ pub mod sip;
 pub mod tls;
 pub mod turn;
 
+mod batch;
 mod pii;
 mod serve;
 mod shutdown;

@@ -16,7 +16,6 @@
 //! [`natter_turn::server`]): the core tells which user it lacks, the driver
 //! looks the keys up on a blocking thread, hands them in, and the core caches them.
 
-mod batch;
 mod driver;
 mod http;
 mod lane;
@@ -55,7 +54,7 @@ pub async fn start_with(
 /// Raise the open-file limit to the hard limit (every allocation holds a
 /// socket) and log the result, warning when `--turn-total-quota` cannot fit.
 pub fn raise_fd_limit(total_quota: u32) {
-    match batch::raise_nofile_limit() {
+    match crate::batch::raise_nofile_limit() {
         Ok((before, now)) => {
             tracing::info!("open file limit {now} (was {before}); each TURN allocation uses one");
             // Listeners, the database, TCP/TLS clients and SIP need some too.

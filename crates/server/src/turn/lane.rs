@@ -25,7 +25,7 @@ use natter_turn::server::{
     FiveTuple, RelayId, ToClient, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
 
-use super::batch::{self, RecvBatch, BATCH, SLOT};
+use crate::batch::{self, RecvBatch, BATCH, SLOT};
 use super::driver::Driver;
 use crate::Shutdown;
 

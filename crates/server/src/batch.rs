@@ -2,7 +2,7 @@
 //! one system call for up to [`BATCH`] datagrams; and the open-file limit
 //! (one relay socket per allocation).
 //!
-//! The only `unsafe` of the TURN driver lives here, audited: the kernel is
+//! The only `unsafe` of the UDP drivers lives here, audited: the kernel is
 //! handed pointers into buffers borrowed for the duration of one call.
 #![allow(unsafe_code)]
 
@@ -12,12 +12,12 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 /// Datagrams taken per system call.
-pub(super) const BATCH: usize = 32;
+pub(crate) const BATCH: usize = 32;
 /// Room per datagram; longer client datagrams are dropped (MSG_TRUNC).
-pub(super) const SLOT: usize = 9216;
+pub(crate) const SLOT: usize = 9216;
 
 /// Receive buffers and the results of the last `recv`.
-pub(super) struct RecvBatch {
+pub(crate) struct RecvBatch {
     bufs: Vec<u8>,
     /// Slots per call, bytes kept free before and after each datagram, datagram room.
     batch: usize,
@@ -30,12 +30,12 @@ pub(super) struct RecvBatch {
 
 impl RecvBatch {
     /// [`BATCH`] slots of [`SLOT`] bytes (client datagrams).
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_layout(BATCH, 0, SLOT, 0)
     }
 
     /// `batch` slots, each `head` free bytes, room for `size`, `tail` free bytes.
-    pub(super) fn with_layout(batch: usize, head: usize, size: usize, tail: usize) -> Self {
+    pub(crate) fn with_layout(batch: usize, head: usize, size: usize, tail: usize) -> Self {
         let batch = batch.clamp(1, BATCH);
         RecvBatch {
             bufs: vec![0; batch * (head + size + tail)],
@@ -52,12 +52,12 @@ impl RecvBatch {
     }
 
     /// Slots per call.
-    pub(super) fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.batch
     }
 
     /// Datagram `i` of the last call: (bytes, source), or `None` when truncated.
-    pub(super) fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
+    pub(crate) fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         let &(len, from, truncated) = self.got.get(i)?;
         if truncated {
             return None;
@@ -67,14 +67,14 @@ impl RecvBatch {
     }
 
     /// The whole slot of datagram `i` (after [`RecvBatch::slot_mut`] framed it).
-    pub(super) fn slot(&self, i: usize) -> Option<&[u8]> {
+    pub(crate) fn slot(&self, i: usize) -> Option<&[u8]> {
         self.got.get(i)?;
         let slot = self.slot_len();
         self.bufs.get(i * slot..(i + 1) * slot)
     }
 
     /// Datagram `i` with its slot for in-place framing: (slot, data range in it, source).
-    pub(super) fn slot_mut(
+    pub(crate) fn slot_mut(
         &mut self,
         i: usize,
     ) -> Option<(&mut [u8], std::ops::Range<usize>, SocketAddr)> {
@@ -90,30 +90,30 @@ impl RecvBatch {
         ))
     }
 
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.got.len()
     }
 
     /// One non-blocking `recvmmsg` into the whole batch (forgetting the last
     /// call's datagrams); `WouldBlock` when nothing is queued.
-    pub(super) fn recv(&mut self, sock: &impl AsRawFd) -> io::Result<usize> {
+    pub(crate) fn recv(&mut self, sock: &impl AsRawFd) -> io::Result<usize> {
         self.got.clear();
         self.recv_append(sock, self.batch)
     }
 
     /// Free slots after the datagrams held now.
-    pub(super) fn room(&self) -> usize {
+    pub(crate) fn room(&self) -> usize {
         self.batch - self.got.len()
     }
 
     /// Forget the datagrams held.
-    pub(super) fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.got.clear();
     }
 
     /// One non-blocking `recvmmsg` of at most `max` datagrams into the free
     /// slots after those held now (which stay); `WouldBlock` when nothing is queued.
-    pub(super) fn recv_append(&mut self, sock: &impl AsRawFd, max: usize) -> io::Result<usize> {
+    pub(crate) fn recv_append(&mut self, sock: &impl AsRawFd, max: usize) -> io::Result<usize> {
         let first = self.got.len();
         let count = max.min(self.room());
         if count == 0 {
@@ -171,7 +171,7 @@ impl RecvBatch {
 /// Send each `(bytes, destination)` on `sock` with as few `sendmmsg` calls as
 /// possible. A datagram the kernel refuses (full buffer, unreachable) is
 /// dropped, as a router would; the rest still go. Returns how many were sent.
-pub(super) fn send_many(sock: &impl AsRawFd, msgs: &[(&[u8], SocketAddr)]) -> usize {
+pub(crate) fn send_many(sock: &impl AsRawFd, msgs: &[(&[u8], SocketAddr)]) -> usize {
     let mut sent = 0;
     let mut rest = msgs;
     while !rest.is_empty() {
@@ -225,7 +225,7 @@ fn sendmmsg(sock: &impl AsRawFd, msgs: &[(&[u8], SocketAddr)]) -> io::Result<usi
 }
 
 /// Raise the soft open-file limit to the hard limit; returns (before, now).
-pub(super) fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+pub(crate) fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
