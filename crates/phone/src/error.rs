@@ -19,4 +19,6 @@ pub enum PhoneError {
     Tls(String),
     #[error("a call is already in progress")]
     Busy,
+    #[error("sound card: {0}")]
+    SoundCard(String),
 }

@@ -11,6 +11,7 @@
 
 mod error;
 
+pub mod audio;
 pub mod driver;
 pub mod engine;
 pub mod media_session;
