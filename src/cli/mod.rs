@@ -1,5 +1,6 @@
 //! Command-line interface.
 
+mod audio;
 mod phone;
 mod probe;
 mod serve;
@@ -29,6 +30,8 @@ enum Command {
     Probe(probe::ProbeArgs),
     /// A phone: register, call a number or answer, with encrypted voice.
     Phone(phone::PhoneArgs),
+    /// List the sound card devices `natter phone --audio-in/--audio-out` take.
+    AudioDevices,
 }
 
 /// Where the data lives, shared by every command that touches it.
@@ -45,5 +48,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::User(cmd) => user::run(cmd),
         Command::Phone(args) => phone::run(args),
         Command::Probe(args) => probe::run(args),
+        Command::AudioDevices => audio::list(),
     }
 }

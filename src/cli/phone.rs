@@ -69,6 +69,8 @@ pub struct PhoneArgs {
     /// Give up when the call is not connected within this many seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     timeout: f64,
+    #[command(flatten)]
+    live: super::audio::LiveAudioArgs,
     /// Log level (error, warn, info, debug, trace or a filter).
     #[arg(long, value_name = "LEVEL", default_value = "warn")]
     log: String,
@@ -117,6 +119,8 @@ async fn main(args: PhoneArgs) -> anyhow::Result<ExitCode> {
         }
         None => Vec::new(),
     };
+    // Held to the end of the call: dropping it closes the sound card streams.
+    let mut live = super::audio::open(&args.live, args.play.is_some(), OPUS_RATE)?;
     let tls_sip = matches!(args.transport, TransportArg::Tls | TransportArg::Wss);
     let sip_port = match args.transport {
         TransportArg::Tls => 5061,
@@ -190,7 +194,10 @@ async fn main(args: PhoneArgs) -> anyhow::Result<ExitCode> {
     cfg.encoder.dtx = true;
     let mut phone = Phone::new(cfg);
     let play_secs = mic.len() as f64 / f64::from(OPUS_RATE);
-    phone.set_microphone(mic);
+    match live.as_ref().and_then(|l| l.mic.clone()) {
+        Some(queue) => phone.set_live_microphone(queue),
+        None => phone.set_microphone(mic),
+    }
     phone.register(Instant::now());
 
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
@@ -215,6 +222,7 @@ async fn main(args: PhoneArgs) -> anyhow::Result<ExitCode> {
         cmd: cmd_tx,
         record: args.record.clone(),
         wav: None,
+        speaker: live.as_mut().and_then(|l| l.speaker.take()),
         stats_path: args.stats.clone(),
         hangup_after,
         connect_timeout: Duration::from_secs_f64(args.timeout.max(1.0)),
@@ -234,6 +242,7 @@ async fn main(args: PhoneArgs) -> anyhow::Result<ExitCode> {
         .await
         .unwrap_or_else(|e| Err(anyhow::anyhow!("the phone session failed: {e}")));
     let _ = tokio::time::timeout(Duration::from_secs(2), driver).await;
+    drop(live); // closes the sound card streams, after the call
     code
 }
 
@@ -292,6 +301,8 @@ struct Session {
     cmd: mpsc::Sender<Command>,
     record: Option<PathBuf>,
     wav: Option<WavWriter<std::io::BufWriter<std::fs::File>>>,
+    /// The sound card's speaker (`--audio`), fed with what the call plays.
+    speaker: Option<natter_phone::audio::SpeakerFeed>,
     stats_path: Option<PathBuf>,
     hangup_after: Duration,
     connect_timeout: Duration,
@@ -501,6 +512,9 @@ impl Session {
     }
 
     fn write_audio(&mut self, rate: u32, samples: &[i16]) -> anyhow::Result<()> {
+        if let Some(speaker) = self.speaker.as_mut() {
+            speaker.play(rate, samples);
+        }
         let Some(path) = &self.record else {
             return Ok(());
         };

@@ -153,6 +153,46 @@ impl LiveMic {
     }
 }
 
+/// What a call's encoder reads: a clip (`--play`) or a live microphone.
+pub enum MicInput {
+    /// Sent from the start of the call; silence after it ends.
+    Clip {
+        samples: Vec<i16>,
+        pos: usize,
+    },
+    Live(LiveMic),
+}
+
+impl MicInput {
+    /// The next frame of microphone samples.
+    pub fn fill(&mut self, frame: &mut [i16]) {
+        match self {
+            MicInput::Clip { samples, pos } => {
+                let start = (*pos).min(samples.len());
+                let end = (*pos + frame.len()).min(samples.len());
+                frame[..end - start].copy_from_slice(&samples[start..end]);
+                frame[end - start..].fill(0);
+                *pos += frame.len();
+            }
+            MicInput::Live(mic) => mic.fill(frame),
+        }
+    }
+
+    /// True once a clip has been sent whole; a live microphone never is.
+    pub fn done(&self) -> bool {
+        match self {
+            MicInput::Clip { samples, pos } => *pos >= samples.len(),
+            MicInput::Live(_) => false,
+        }
+    }
+}
+
+impl From<Vec<i16>> for MicInput {
+    fn from(samples: Vec<i16>) -> Self {
+        MicInput::Clip { samples, pos: 0 }
+    }
+}
+
 /// Mixes interleaved frames of `channels` samples down to mono (the mean).
 pub fn downmix(interleaved: &[i16], channels: usize, out: &mut Vec<i16>) {
     let channels = channels.max(1);
@@ -280,6 +320,21 @@ mod tests {
                 e.sqrt()
             );
         }
+    }
+
+    #[test]
+    fn a_clip_is_sent_then_silence() {
+        let mut mic = MicInput::from(vec![5i16; 300]);
+        let mut frame = [9i16; 160];
+        mic.fill(&mut frame);
+        assert_eq!(frame, [5; 160]);
+        assert!(!mic.done());
+        mic.fill(&mut frame);
+        assert_eq!(&frame[..140], &[5; 140][..]);
+        assert_eq!(&frame[140..], &[0; 20][..]);
+        assert!(mic.done());
+        mic.fill(&mut frame);
+        assert_eq!(frame, [0; 160]);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use natter_media::codec::{Codec, EncoderSettings};
 use natter_media::quality::{estimate_mos, EModelInput, Impairment};
 
+use crate::audio::{LiveMic, MicInput, SampleQueue};
 use crate::media_session::{
     CandidateType, MediaConfig, MediaEvent, MediaOut, MediaSession, PathInfo,
 };
@@ -22,6 +23,10 @@ use crate::voice::{pcm_rate, VoiceRx, VoiceTx, OPUS_RATE};
 use crate::PhoneError;
 
 mod roam;
+mod slack;
+
+use slack::Slack;
+pub use slack::MAX_SLACK;
 
 /// Phone settings.
 #[derive(Debug, Clone)]
@@ -128,6 +133,8 @@ pub struct Phone {
     call: Option<ActiveCall>,
     /// Microphone input at [`OPUS_RATE`] mono (the whole file: `--play`).
     mic: Vec<i16>,
+    /// A live microphone instead, when set.
+    live_mic: Option<SampleQueue>,
     out: VecDeque<PhoneTransmit>,
     events: VecDeque<PhoneEvent>,
     audio: VecDeque<Vec<i16>>,
@@ -144,6 +151,7 @@ impl Phone {
             cfg,
             call: None,
             mic: Vec::new(),
+            live_mic: None,
             out: VecDeque::new(),
             events: VecDeque::new(),
             audio: VecDeque::new(),
@@ -155,6 +163,15 @@ impl Phone {
     /// the call connects.
     pub fn set_microphone(&mut self, pcm: Vec<i16>) {
         self.mic = pcm;
+        self.live_mic = None;
+    }
+
+    /// A live microphone: each call's encoder takes its frames from `queue`
+    /// (mono, at the queue's rate, resampled for the call's codec), which a
+    /// sound card fills ([`crate::audio::device`]).
+    pub fn set_live_microphone(&mut self, queue: SampleQueue) {
+        self.mic = Vec::new();
+        self.live_mic = Some(queue);
     }
 
     pub fn register(&mut self, now: Instant) {
@@ -244,20 +261,25 @@ impl Phone {
         self.periodic_stats(now);
     }
 
+    /// The earliest deadline. During a call every timer but the voice frame's
+    /// may run late by up to [`MAX_SLACK`] so that it fires together with the
+    /// next frame: one wake-up per packet time instead of one per timer (see
+    /// [`Slack`]).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let mut t = self.ua.poll_timeout();
+        let slack = Slack::of(self.call.as_ref());
+        let mut t = slack.defer(self.ua.poll_timeout());
         let mut min = |x: Option<Instant>| {
             if let Some(x) = x {
                 t = Some(t.map_or(x, |t| t.min(x)));
             }
         };
         if let Some(c) = &self.call {
-            min(Some(c.media.poll_timeout()));
-            min(c.tx.as_ref().map(|tx| tx.poll_timeout()));
-            min(c.rx.as_ref().and_then(|rx| rx.poll_timeout()));
-            min(c.connect_by);
-            min(self.last_stats.map(|l| l + STATS_EVERY));
-            min(self.roam_timeout());
+            min(slack.defer(Some(c.media.poll_timeout())));
+            min(slack.tick());
+            min(slack.defer(c.rx.as_ref().and_then(|rx| rx.poll_timeout())));
+            min(slack.defer(c.connect_by));
+            min(slack.defer(self.last_stats.map(|l| l + STATS_EVERY)));
+            min(slack.defer(self.roam_timeout()));
         }
         t
     }
@@ -566,7 +588,8 @@ impl Phone {
     }
 
     fn on_connected(&mut self, now: Instant) {
-        let mic = self.mic.clone();
+        let clip = self.mic.clone();
+        let live = self.live_mic.clone();
         let settings = self.cfg.encoder;
         let Some(c) = self.call.as_mut() else {
             return;
@@ -575,15 +598,17 @@ impl Phone {
         c.connect_by = None;
         let codec = c.media.send_codec().unwrap_or(Codec::Opus);
         c.stats.codec = codec.sdp_name().to_owned();
-        let mic = if pcm_rate(codec) == OPUS_RATE {
-            mic
-        } else {
-            natter_media::wav::Audio {
-                rate: OPUS_RATE,
-                samples: mic,
-            }
-            .resampled(pcm_rate(codec))
-            .samples
+        let mic = match live {
+            Some(queue) => MicInput::Live(LiveMic::new(queue, pcm_rate(codec))),
+            None if pcm_rate(codec) == OPUS_RATE => MicInput::from(clip),
+            None => MicInput::from(
+                natter_media::wav::Audio {
+                    rate: OPUS_RATE,
+                    samples: clip,
+                }
+                .resampled(pcm_rate(codec))
+                .samples,
+            ),
         };
         match (
             VoiceTx::new(now, codec, &settings, mic, rand::random()),

@@ -8,6 +8,8 @@ use natter_media::codec::{self, Codec, Encoded, Encoder, EncoderSettings};
 use natter_media::jitter::{JitterBuffer, JitterConfig, JitterStats};
 use natter_media::{Decoder, MediaError};
 
+use crate::audio::MicInput;
+
 /// The PCM rate Opus is encoded and decoded at: 16 kHz (SILK wideband).
 ///
 /// On the wire Opus is always `opus/48000/2` with a 48 kHz RTP clock (RFC 7587);
@@ -29,8 +31,7 @@ pub fn pcm_rate(codec: Codec) -> u32 {
 /// Encodes the microphone one frame per packet time.
 pub struct VoiceTx {
     encoder: Box<dyn Encoder>,
-    mic: Vec<i16>,
-    pos: usize,
+    mic: MicInput,
     rtp_ts: u32,
     ticks_per_frame: u32,
     frame: Duration,
@@ -40,12 +41,13 @@ pub struct VoiceTx {
 }
 
 impl VoiceTx {
-    /// `mic` is mono PCM at [`pcm_rate`]`(codec)`; after it ends, silence is sent.
+    /// `mic` is mono PCM at [`pcm_rate`]`(codec)`: a clip (after it ends,
+    /// silence is sent) or a live microphone.
     pub fn new(
         now: Instant,
         codec: Codec,
         settings: &EncoderSettings,
-        mic: Vec<i16>,
+        mic: impl Into<MicInput>,
         first_ts: u32,
     ) -> Result<Self, MediaError> {
         let encoder = codec::new_encoder(codec, OPUS_RATE, settings)?;
@@ -53,8 +55,7 @@ impl VoiceTx {
         let ticks_per_frame = codec.rtp_clock_rate() * settings.frame_ms / 1000;
         Ok(VoiceTx {
             encoder,
-            mic,
-            pos: 0,
+            mic: mic.into(),
             rtp_ts: first_ts,
             ticks_per_frame,
             frame,
@@ -77,11 +78,7 @@ impl VoiceTx {
         self.next_at += self.frame;
         let n = self.encoder.frame_samples();
         let mut pcm = vec![0i16; n];
-        let end = (self.pos + n).min(self.mic.len());
-        if self.pos < end {
-            pcm[..end - self.pos].copy_from_slice(&self.mic[self.pos..end]);
-        }
-        self.pos += n;
+        self.mic.fill(&mut pcm);
         let ts = self.rtp_ts;
         self.rtp_ts = self.rtp_ts.wrapping_add(self.ticks_per_frame);
         self.buf.clear();
@@ -98,9 +95,9 @@ impl VoiceTx {
         }
     }
 
-    /// True once the whole microphone input has been sent.
+    /// True once the whole microphone clip has been sent (never for a live one).
     pub fn mic_done(&self) -> bool {
-        self.pos >= self.mic.len()
+        self.mic.done()
     }
 
     pub fn settings(&self) -> EncoderSettings {

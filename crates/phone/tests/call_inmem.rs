@@ -30,6 +30,17 @@ fn path_of(events: &[PhoneEvent]) -> (String, String, String) {
 
 /// Alice calls Bob, talks for two seconds, hangs up. Returns the world.
 fn call(force_relay: bool, block_direct: bool) -> World {
+    call_with_mic(force_relay, block_direct, |p| {
+        p.set_microphone(speechy(2.0))
+    })
+}
+
+/// [`call`], with alice's microphone set up by `mic`.
+fn call_with_mic(
+    force_relay: bool,
+    block_direct: bool,
+    mic: impl FnOnce(&mut natter_phone::Phone),
+) -> World {
     let mut w = World::new();
     w.block_direct = block_direct;
     let a = w.add("alice", force_relay);
@@ -39,7 +50,7 @@ fn call(force_relay: bool, block_direct: bool) -> World {
     w.phone(b).register(now);
     w.run(Duration::from_millis(100));
     assert!(w.phone(a).is_registered() && w.phone(b).is_registered());
-    w.phone(a).set_microphone(speechy(2.0));
+    mic(w.phone(a));
     let now = w.now;
     w.phone(a).dial(now, "bob").unwrap();
     assert!(w.run_until(b, Duration::from_secs(2), |e| matches!(
@@ -110,6 +121,21 @@ fn direct_call_carries_speech_and_prefers_the_direct_pair() {
     assert!(bstats.setup_ms.is_some_and(|s| s < 300.0), "{bstats:?}");
     assert!(bstats.mos.is_some_and(|m| m > 4.0), "{bstats:?}");
     assert_no_plaintext_voice(&w);
+}
+
+#[test]
+fn a_live_microphone_feeds_the_call() {
+    // What a sound card's capture callback does: push samples into the queue
+    // the encoder reads (here all at once, ahead of the call).
+    let queue = natter_phone::audio::SampleQueue::new(OPUS_RATE, 3000);
+    queue.push(&speechy(2.0));
+    let w = call_with_mic(false, false, |p| p.set_live_microphone(queue.clone()));
+    assert_speech_arrived(&w);
+    assert!(queue.is_empty(), "{} samples never sent", queue.len());
+    assert!(
+        queue.underrun() > 0,
+        "after the speech the microphone ran dry: silence"
+    );
 }
 
 #[test]

@@ -1,0 +1,163 @@
+//! `natter phone` with live sound card audio (`--audio-in`, `--audio-out`)
+//! and `natter audio-devices`. With the `audio` feature the devices are
+//! ALSA's `null` PCM (this machine has no sound card): a call runs with a live
+//! microphone and speaker end to end. Without the feature the flags must say
+//! how to get it.
+
+mod common;
+
+use common::natter;
+
+#[cfg(not(feature = "audio"))]
+#[test]
+fn without_the_feature_the_flags_say_how_to_get_it() {
+    let out = natter()
+        .arg("audio-devices")
+        .output()
+        .expect("natter audio-devices");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("--features audio") && err.contains("libasound2-dev"),
+        "{err}"
+    );
+    let out = natter()
+        .args([
+            "phone",
+            "--server",
+            "127.0.0.1:9",
+            "--user",
+            "alice",
+            "--password",
+            "x",
+            "--audio",
+        ])
+        .output()
+        .expect("natter phone --audio");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("--features audio"), "{err}");
+}
+
+#[cfg(feature = "audio")]
+#[test]
+fn audio_devices_lists_the_null_pcm() {
+    let out = natter()
+        .arg("audio-devices")
+        .output()
+        .expect("natter audio-devices");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("microphones") && text.contains("speakers"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.trim_start().starts_with("null ")),
+        "{text}"
+    );
+}
+
+#[cfg(feature = "audio")]
+#[test]
+fn a_call_with_a_live_microphone_and_speaker() {
+    use std::time::Duration;
+
+    use common::{free_port, loopback, only, Serve, TempDir};
+    use natter_phone::media::wav::read_wav_at;
+
+    let dir = TempDir::new("phone-audio");
+    let data = dir.path().join("data");
+    for (u, pw) in [("alice", "alice-pw-1"), ("bob", "bob-pw-2")] {
+        let out = natter()
+            .args(["user", "add", u, "--password", pw, "--data"])
+            .arg(&data)
+            .output()
+            .expect("natter user add");
+        assert!(out.status.success());
+    }
+    let (sip, turn) = (free_port(), free_port());
+    let listeners = [
+        ("--sip", loopback(sip).to_string()),
+        ("--turn", loopback(turn).to_string()),
+        ("--allow-peer", "127.0.0.0/8".to_string()),
+    ];
+    let args = only(&listeners, &data);
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let _serve = Serve::start(&argv);
+    let (server, turn) = (loopback(sip).to_string(), loopback(turn).to_string());
+    let phone = |user: &str, pw: &str| {
+        let mut c = natter();
+        c.args([
+            "phone",
+            "--server",
+            &server,
+            "--turn",
+            &turn,
+            "--user",
+            user,
+            "--password",
+            pw,
+        ]);
+        c
+    };
+    let heard = dir.path().join("heard.wav");
+    // Bob answers and plays what he hears on the (null) speaker and records it.
+    let callee = phone("bob", "bob-pw-2")
+        .args([
+            "--answer",
+            "--timeout",
+            "20",
+            "--audio-out",
+            "null",
+            "--record",
+        ])
+        .arg(&heard)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the callee");
+    // Alice talks through the (null) microphone: silence, live.
+    let mut caller = None;
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        let out = phone("alice", "alice-pw-1")
+            .args([
+                "--call",
+                "bob",
+                "--hangup-after",
+                "2",
+                "--audio-in",
+                "null",
+                "--audio-out",
+                "null",
+            ])
+            .output()
+            .expect("run the caller");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() || !err.contains("not reachable") {
+            caller = Some((out.status, err));
+            break;
+        }
+    }
+    let (status, err) = caller.expect("bob never became reachable");
+    let callee = callee.wait_with_output().expect("callee");
+    let callee_err = String::from_utf8_lossy(&callee.stderr);
+    assert!(status.success(), "caller:\n{err}\ncallee:\n{callee_err}");
+    assert!(callee.status.success(), "callee:\n{callee_err}");
+    assert!(
+        err.contains("microphone null") && err.contains("speaker null"),
+        "{err}"
+    );
+    assert!(callee_err.contains("speaker null"), "{callee_err}");
+    // What bob heard is alice's live microphone: two seconds of silence.
+    let heard = read_wav_at(&heard, 16_000).expect("heard.wav").samples;
+    assert!(heard.len() > 16_000, "bob heard {} samples", heard.len());
+    assert!(
+        heard.iter().all(|s| s.unsigned_abs() < 200),
+        "null captures silence"
+    );
+}
