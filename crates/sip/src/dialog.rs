@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::flow::Flow;
+use crate::flow::{ConnId, Flow};
 
 /// Idle dialogs are forgotten after this long (a call with no in-dialog
 /// request for 12 hours has surely ended without a BYE).
@@ -18,6 +18,10 @@ pub(crate) struct Dialog {
     pub caller: Flow,
     pub callee: Flow,
     pub expires: Instant,
+    /// The caller's (callee's) connection has closed: the next in-dialog
+    /// request from the same address may take its place.
+    pub caller_gone: bool,
+    pub callee_gone: bool,
 }
 
 /// Key: Call-ID and the two tags in sorted order (direction-free).
@@ -48,6 +52,8 @@ impl Dialogs {
             caller,
             callee,
             expires: now + DIALOG_IDLE,
+            caller_gone: false,
+            callee_gone: false,
         };
         self.map
             .insert(key(call_id, caller_tag, callee_tag), dialog);
@@ -71,10 +77,20 @@ impl Dialogs {
         for d in self.map.values_mut() {
             if d.caller == *old {
                 d.caller = new;
+                d.caller_gone = false;
             }
             if d.callee == *old {
                 d.callee = new;
+                d.callee_gone = false;
             }
+        }
+    }
+
+    /// A connection closed: the parties that used it are marked gone.
+    pub(crate) fn connection_closed(&mut self, conn: ConnId) {
+        for d in self.map.values_mut() {
+            d.caller_gone |= d.caller.conn == Some(conn);
+            d.callee_gone |= d.callee.conn == Some(conn);
         }
     }
 
@@ -138,5 +154,10 @@ mod tests {
             a2,
             "other flows: no change"
         );
+        d.connection_closed(crate::flow::ConnId(2));
+        let got = d.touch("c", "A", "B", t0).unwrap();
+        assert_eq!((got.caller_gone, got.callee_gone), (false, true));
+        d.move_flow(&b, flow(6001, 4));
+        assert!(!d.touch("c", "A", "B", t0).unwrap().callee_gone);
     }
 }

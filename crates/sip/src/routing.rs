@@ -79,10 +79,10 @@ impl Server {
             }
             return;
         };
-        let (source, target) = if from_tag == dialog.caller_tag {
-            (dialog.caller, dialog.callee)
+        let (source, target, source_gone) = if from_tag == dialog.caller_tag {
+            (dialog.caller, dialog.callee, dialog.caller_gone)
         } else {
-            (dialog.callee, dialog.caller)
+            (dialog.callee, dialog.caller, dialog.callee_gone)
         };
         if source.remote.ip() != flow.remote.ip() {
             debug!(remote = %self.cfg.redaction.pii(flow.remote), "in-dialog request from a stranger refused");
@@ -98,8 +98,14 @@ impl Server {
             }
             return;
         }
-        if source != flow {
-            // Same party, new connection (it reconnected): answer it there from now on.
+        // A request from the party's address over another flow (a new
+        // connection, another port) is routed, but the dialog moves to that
+        // flow only when the party's own connection has closed (it
+        // reconnected): anyone behind the same NAT shares the address, and
+        // moving a live party's dialog on their word would hand them the
+        // other party's requests. A device that moved re-registers over its
+        // new flow, and the registrar moves its dialogs then.
+        if source != flow && source_gone {
             self.dialogs.move_flow(&source, flow);
         }
         if req.method() == Some(&Method::Bye) {

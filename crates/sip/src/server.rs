@@ -261,6 +261,7 @@ impl Server {
 
     /// A stream connection closed: forget the bindings that used it.
     pub fn handle_connection_closed(&mut self, conn: ConnId) {
+        self.dialogs.connection_closed(conn);
         for account in self.location.remove_connection(conn) {
             self.changed.insert(account, ());
         }

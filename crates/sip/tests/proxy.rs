@@ -167,6 +167,43 @@ fn first_2xx_wins_other_branches_are_cancelled_and_bye_follows_the_dialog() {
     assert_no_leaks(&mut c.h);
 }
 
+#[test]
+fn a_neighbour_behind_the_same_nat_cannot_take_over_a_dialog() {
+    let mut c = setup(1);
+    let (_inv, branches) = c.invite("bob");
+    c.answer(&branches[0], 200, "b0");
+    let ok =
+        c.h.drain()
+            .into_iter()
+            .find(|(f, m)| *f == c.alice_flow && m.code() == Some(200))
+            .expect("200 forwarded")
+            .1;
+    // Someone else at alice's public address (another port) sends inside the
+    // dialog: it cannot be told from alice, so it is routed…
+    let neighbour = c.h.udp("198.51.100.10:6000");
+    c.h.send(neighbour, &in_dialog(&ok, Method::Info, "z9hG4bK-nb", 2));
+    let (to, fwd) = c.h.one();
+    assert_eq!((to, fwd.method()), (c.bob_flows[0], Some(&Method::Info)));
+    // …but bob's next request still goes to the flow alice registered over.
+    let mut bye = Message::request(Method::Bye, "sip:alice@10.0.0.1:5060");
+    bye.push(
+        HeaderName::Via,
+        "SIP/2.0/UDP 10.0.1.0:5060;branch=z9hG4bK-bob-bye",
+    );
+    bye.push(HeaderName::MaxForwards, "70");
+    bye.push(HeaderName::From, ok.header(&HeaderName::To).unwrap());
+    bye.push(HeaderName::To, ok.header(&HeaderName::From).unwrap());
+    bye.push(HeaderName::CallId, ok.call_id().unwrap());
+    bye.push(HeaderName::CSeq, "1 BYE");
+    c.h.send(c.bob_flows[0], &bye);
+    let (to, fwd) = c.h.one();
+    assert_eq!(
+        (to, fwd.method()),
+        (c.alice_flow, Some(&Method::Bye)),
+        "the dialog did not move to the neighbour"
+    );
+}
+
 /// A request alice sends inside the dialog of a 2xx.
 fn in_dialog(ok: &Message, method: Method, branch: &str, seq: u32) -> Message {
     let mut m = Message::request(method.clone(), "sip:bob@10.0.1.1:5060");
