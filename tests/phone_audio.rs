@@ -67,19 +67,15 @@ fn audio_devices_lists_the_null_pcm() {
 fn a_call_with_a_live_microphone_and_speaker() {
     use std::time::Duration;
 
-    use common::{free_port, loopback, only, Serve, TempDir};
+    use common::{
+        add_user, call_when_reachable, finish, free_port, loopback, only, Serve, TempDir,
+    };
     use natter_phone::media::wav::read_wav_at;
 
     let dir = TempDir::new("phone-audio");
     let data = dir.path().join("data");
-    for (u, pw) in [("alice", "alice-pw-1"), ("bob", "bob-pw-2")] {
-        let out = natter()
-            .args(["user", "add", u, "--password", pw, "--data"])
-            .arg(&data)
-            .output()
-            .expect("natter user add");
-        assert!(out.status.success());
-    }
+    add_user(&data, "alice", "alice-pw-1");
+    add_user(&data, "bob", "bob-pw-2");
     let (sip, turn) = (free_port(), free_port());
     let listeners = [
         ("--sip", loopback(sip).to_string()),
@@ -121,33 +117,18 @@ fn a_call_with_a_live_microphone_and_speaker() {
         .spawn()
         .expect("start the callee");
     // Alice talks through the (null) microphone: silence, live.
-    let mut caller = None;
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(700));
-        let out = phone("alice", "alice-pw-1")
-            .args([
-                "--call",
-                "bob",
-                "--hangup-after",
-                "2",
-                "--audio-in",
-                "null",
-                "--audio-out",
-                "null",
-            ])
-            .output()
-            .expect("run the caller");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.success() || !err.contains("not reachable") {
-            caller = Some((out.status, err));
-            break;
-        }
-    }
-    let (status, err) = caller.expect("bob never became reachable");
-    let callee = callee.wait_with_output().expect("callee");
-    let callee_err = String::from_utf8_lossy(&callee.stderr);
+    let (status, err) = call_when_reachable(|| {
+        let mut c = phone("alice", "alice-pw-1");
+        c.args(["--call", "bob", "--hangup-after", "2"]);
+        c.args(["--audio-in", "null", "--audio-out", "null"]);
+        c
+    });
+    let (callee_status, callee_err) = finish(callee, Duration::from_secs(10));
     assert!(status.success(), "caller:\n{err}\ncallee:\n{callee_err}");
-    assert!(callee.status.success(), "callee:\n{callee_err}");
+    assert!(
+        callee_status.is_some_and(|s| s.success()),
+        "callee: {callee_status:?}\n{callee_err}"
+    );
     assert!(
         err.contains("microphone null") && err.contains("speaker null"),
         "{err}"

@@ -6,21 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{free_port, loopback, natter, only, Serve, TempDir};
+use common::{
+    add_user, call_when_reachable, finish, free_port, loopback, natter, only, Serve, TempDir,
+};
 use natter_phone::media::wav::{read_wav_at, WavWriter};
-
-fn add_user(data: &std::path::Path, user: &str, pw: &str) {
-    let out = natter()
-        .args(["user", "add", user, "--password", pw, "--data"])
-        .arg(data)
-        .output()
-        .expect("natter user add");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Two seconds of gliding harmonics at 16 kHz.
 fn write_tone(path: &std::path::Path) {
@@ -78,50 +67,18 @@ fn phones_register_and_call_over_secure_websocket() {
             .arg(&cert);
         c
     };
-    let mut callee = phone("bob", "bob-pw-2")
+    let callee = phone("bob", "bob-pw-2")
         .args(["--answer", "--timeout", "20", "--record"])
         .arg(&heard)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the callee");
-    // The callee must be registered before the call: give it a moment, then
-    // retry the call once if bob was not reachable yet.
-    let mut caller_out = None;
-    for _ in 0..3 {
-        std::thread::sleep(Duration::from_millis(700));
-        let out = phone("alice", "alice-pw-1")
-            .args(["--call", "bob", "--play"])
-            .arg(&talk)
-            .output()
-            .expect("run the caller");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        if out.status.success() || !err.contains("not reachable") {
-            caller_out = Some((out.status, err));
-            break;
-        }
-    }
-    let (status, err) = caller_out.expect("bob never became reachable over WSS");
-    let callee_out = {
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = callee.try_wait().expect("try_wait") {
-                break Some(st);
-            }
-            if std::time::Instant::now() > deadline {
-                let _ = callee.kill();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let callee_err = {
-        use std::io::Read as _;
-        let mut s = String::new();
-        if let Some(mut e) = callee.stderr.take() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    };
+    let (status, err) = call_when_reachable(|| {
+        let mut c = phone("alice", "alice-pw-1");
+        c.args(["--call", "bob", "--play"]).arg(&talk);
+        c
+    });
+    let (callee_out, callee_err) = finish(callee, Duration::from_secs(10));
     assert!(status.success(), "caller:\n{err}\ncallee:\n{callee_err}");
     assert!(err.contains("registered as sip:alice@"), "{err}");
     assert!(err.contains("connected:"), "{err}");

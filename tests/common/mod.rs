@@ -131,3 +131,56 @@ pub fn only(listeners: &[(&str, String)], data: &Path) -> Vec<String> {
     }
     v
 }
+
+/// `natter user add USER --password PW --data DATA`, which must succeed.
+pub fn add_user(data: &Path, user: &str, pw: &str) {
+    let out = natter()
+        .args(["user", "add", user, "--password", pw, "--data"])
+        .arg(data)
+        .output()
+        .expect("natter user add");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs the caller `caller()` builds once the callee (started just before) is
+/// reachable: a try that finds it not yet registered is repeated, up to three
+/// tries 0.7 s apart. Returns the caller's exit status and stderr.
+pub fn call_when_reachable(
+    mut caller: impl FnMut() -> Command,
+) -> (std::process::ExitStatus, String) {
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        let out = caller().output().expect("run the caller");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if out.status.success() || !err.contains("not reachable") {
+            return (out.status, err);
+        }
+    }
+    panic!("the callee never became reachable");
+}
+
+/// Waits up to `within` for `child` to exit (killing it after that) and
+/// returns its exit status (`None` when it had to be killed) and its stderr.
+pub fn finish(mut child: Child, within: Duration) -> (Option<std::process::ExitStatus>, String) {
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read as _;
+        let _ = e.read_to_string(&mut err);
+    }
+    (status, err)
+}
