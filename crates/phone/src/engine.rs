@@ -22,6 +22,7 @@ use crate::turn_client::TurnConfig;
 use crate::voice::{pcm_rate, VoiceRx, VoiceTx, OPUS_RATE};
 use crate::PhoneError;
 
+mod adapt;
 mod roam;
 mod slack;
 
@@ -124,6 +125,8 @@ struct ActiveCall {
     path: Option<PathInfo>,
     stats: CallStats,
     roam: roam::Roam,
+    /// Sender-side adaptation to the far end's reports (Opus calls).
+    adapt: Option<adapt::Adapt>,
 }
 
 /// The phone engine.
@@ -331,6 +334,7 @@ impl ActiveCall {
             path: None,
             stats: CallStats::default(),
             roam: roam::Roam::default(),
+            adapt: None,
         }
     }
 
@@ -349,6 +353,9 @@ impl ActiveCall {
             .map_or(0.0, |t| now.saturating_duration_since(t).as_secs_f64());
         if let Some(tx) = &self.tx {
             s.packets_sent = tx.frames_sent;
+            let now_set = tx.settings();
+            s.send_bitrate_bps = now_set.bitrate_bps;
+            s.fec = now_set.fec;
         }
         if let Some(rx) = &self.rx {
             let j = rx.stats();
@@ -583,6 +590,9 @@ impl Phone {
             }
             MediaEvent::Stats(s) => {
                 c.stats.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
+                if let (Some(adapt), Some(tx)) = (c.adapt.as_mut(), c.tx.as_mut()) {
+                    adapt.on_stats(now, &s, tx);
+                }
             }
         }
     }
@@ -615,6 +625,7 @@ impl Phone {
             VoiceRx::new(codec),
         ) {
             (Ok(tx), Ok(rx)) => {
+                c.adapt = adapt::Adapt::new(codec, &tx.settings());
                 c.tx = Some(tx);
                 c.rx = Some(rx);
             }

@@ -142,6 +142,11 @@ pub struct TransportStats {
     pub jitter_ticks: u32,
     pub packets_received: u64,
     pub packets_sent: u64,
+    /// What the far end's RTCP receiver reports say of our stream: loss
+    /// since its previous report (0..1) and its interarrival jitter in clock
+    /// ticks. `None` until the first report.
+    pub egress_loss: Option<f32>,
+    pub egress_jitter_ticks: Option<u32>,
 }
 
 /// The media session of one call.
@@ -690,6 +695,10 @@ impl MediaSession {
             Event::MediaIngressStats(s) => {
                 self.stats.ingress_loss = s.loss;
                 self.stats.jitter_ticks = s.jitter;
+            }
+            Event::MediaEgressStats(s) => {
+                self.stats.egress_loss = s.loss;
+                self.stats.egress_jitter_ticks = s.remote.as_ref().map(|r| r.jitter);
             }
             _ => {}
         }

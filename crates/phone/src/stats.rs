@@ -30,4 +30,9 @@ pub struct CallStats {
     pub concealed_ms: f64,
     /// E-model (ITU-T G.107) estimate.
     pub mos: Option<f64>,
+    /// The encoder's target bitrate now (bit/s): the rate policy lowers it
+    /// when the far end reports congestion.
+    pub send_bitrate_bps: u32,
+    /// Opus in-band FEC on (turned on when the far end reports loss).
+    pub fec: bool,
 }

@@ -103,6 +103,15 @@ impl VoiceTx {
     pub fn settings(&self) -> EncoderSettings {
         self.encoder.settings()
     }
+
+    /// New settings mid-call (bitrate, FEC, packet time); the frame clock
+    /// follows a new packet time from the next frame on.
+    pub fn apply(&mut self, settings: &EncoderSettings) -> Result<(), MediaError> {
+        self.encoder.apply(settings)?;
+        self.frame = Duration::from_millis(u64::from(settings.frame_ms));
+        self.ticks_per_frame = self.encoder.codec().rtp_clock_rate() * settings.frame_ms / 1000;
+        Ok(())
+    }
 }
 
 /// Plays out what arrives, concealing what does not.

@@ -138,6 +138,56 @@ fn a_live_microphone_feeds_the_call() {
     );
 }
 
+/// Alice's last periodic stats.
+fn last_stats(events: &[PhoneEvent]) -> natter_phone::CallStats {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            PhoneEvent::Stats(s) => Some(s.clone()),
+            _ => None,
+        })
+        .expect("periodic stats")
+}
+
+#[test]
+fn the_sender_adapts_to_the_loss_the_far_end_reports() {
+    let mut w = World::new();
+    let a = w.add("alice", false);
+    let b = w.add("bob", false);
+    let now = w.now;
+    w.phone(a).register(now);
+    w.phone(b).register(now);
+    w.run(Duration::from_millis(100));
+    w.phone(a).set_microphone(speechy(12.0));
+    let now = w.now;
+    w.phone(a).dial(now, "bob").unwrap();
+    assert!(w.run_until(b, Duration::from_secs(2), |e| matches!(
+        e,
+        PhoneEvent::Incoming { .. }
+    )));
+    let now = w.now;
+    w.phone(b).answer(now).unwrap();
+    assert!(w.run_until(a, Duration::from_secs(5), connected));
+    // A clean path: the configured bitrate, no FEC.
+    w.run(Duration::from_secs(3));
+    let clean = last_stats(&w.nodes[a].events);
+    assert_eq!(
+        (clean.send_bitrate_bps, clean.fec),
+        (24_000, false),
+        "{clean:?}"
+    );
+    // One datagram in five lost (20 %): bob's receiver reports say so.
+    w.lose_one_in = 5;
+    w.run(Duration::from_secs(6));
+    let lossy = last_stats(&w.nodes[a].events);
+    assert!(lossy.fec, "FEC on under 20 % loss: {lossy:?}");
+    assert!(
+        lossy.send_bitrate_bps < 24_000,
+        "congestion steps the bitrate down: {lossy:?}"
+    );
+}
+
 #[test]
 fn blocked_direct_path_falls_back_to_the_relay() {
     let w = call(false, true);

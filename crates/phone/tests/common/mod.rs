@@ -86,6 +86,9 @@ pub struct World {
     pub wire: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     /// Drop every media datagram (direct and through TURN): the path is dead.
     pub cut_media: bool,
+    /// Drop one in this many direct phone-to-phone datagrams (0: none).
+    pub lose_one_in: u32,
+    direct_sent: u32,
     next_conn: u64,
 }
 
@@ -108,6 +111,8 @@ impl World {
             block_direct: false,
             wire: Vec::new(),
             cut_media: false,
+            lose_one_in: 0,
+            direct_sent: 0,
             next_conn: 100,
         }
     }
@@ -242,6 +247,10 @@ impl World {
                     return; // a relay address without going through TURN: no route in this model
                 }
                 if self.block_direct {
+                    return;
+                }
+                self.direct_sent = self.direct_sent.wrapping_add(1);
+                if self.lose_one_in > 0 && self.direct_sent % self.lose_one_in == 0 {
                     return;
                 }
                 self.wire.push((from, to, bytes.clone()));
