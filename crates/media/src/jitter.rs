@@ -164,6 +164,9 @@ pub struct JitterBuffer {
     steps: VecDeque<i64>,
     play: Option<Cursor>,
     blind: Blind,
+    /// Frames still to play before a recent loss is forgotten: while it is
+    /// remembered the delay keeps room for one more frame (see `target_ticks`).
+    loss_hold: usize,
     last_shrink: Option<Instant>,
     next_pop: Option<Instant>,
     delay_sum_ticks: i64,
@@ -227,6 +230,7 @@ impl JitterBuffer {
             steps: VecDeque::new(),
             play: None,
             blind: Blind::default(),
+            loss_hold: 0,
             last_shrink: None,
             next_pop: None,
             delay_sum_ticks: 0,
@@ -341,6 +345,15 @@ impl JitterBuffer {
         sorted.sort_unstable();
         let p95 = sorted[(sorted.len() - 1) * 95 / 100];
         let spread = p95 - sorted[0];
+        // After a loss, room for the next packet as well: it carries the
+        // lost one's FEC, and arrives one frame after the lost one would have
+        // (at the bare minimum delay it comes just as the gap is played).
+        let min = match self.loss_hold > 0 {
+            true => min
+                .max(self.frame_ticks + dur_to_ticks(self.config.margin, clock))
+                .min(max),
+            false => min,
+        };
         (spread + dur_to_ticks(self.config.margin, clock)).clamp(min, max)
     }
 
@@ -450,6 +463,16 @@ impl JitterBuffer {
         let clock = self.config.clock_rate;
         let total = self.blind.concealed_ticks + self.blind.silence_ticks;
         let lost_ticks = (first - cursor.seq).max(0) * self.frame_ticks;
+        // Lost packets whose slots the gap covered are counted here, and the
+        // cursor moves past them so that they are not counted again.
+        let lost = (first - cursor.seq).clamp(0, total / self.frame_ticks);
+        if lost > 0 {
+            self.stats.lost += lost as u64;
+            self.loss_hold = self.config.window;
+            if let Some(c) = self.play.as_mut() {
+                c.seq += lost;
+            }
+        }
         let should_conceal = total.min(lost_ticks);
         let counted = self.blind.concealed_ticks;
         if should_conceal >= counted {
@@ -576,6 +599,7 @@ impl JitterBuffer {
         let frame = self.frame_ticks;
         let gap = ts - cursor.ts;
         self.blind = Blind::default();
+        self.loss_hold = self.config.window;
         if gap <= frame + frame / 2 {
             self.stats.lost += (seq - cursor.seq).max(1) as u64;
             self.play = Some(Cursor { ts, seq });
@@ -629,7 +653,10 @@ impl JitterBuffer {
     fn account(&mut self, playout: &Playout) {
         let d = ticks_to_dur(i64::from(playout.ticks()), self.config.clock_rate);
         match playout {
-            Playout::Frame { .. } => self.stats.played += 1,
+            Playout::Frame { .. } => {
+                self.stats.played += 1;
+                self.loss_hold = self.loss_hold.saturating_sub(1);
+            }
             Playout::FecRecover { .. } => self.stats.fec_recovered += d,
             Playout::Conceal { .. } => self.stats.concealed += d,
             Playout::ComfortSilence { .. } => self.stats.silence += d,

@@ -86,12 +86,17 @@ fn random_loss_is_concealed_or_recovered_frame_for_frame() {
         "{lost_played} vs {}",
         r.lost_on_wire
     );
-    assert_eq!(fec + conceal, lost_played);
+    // After the first loss the buffer grows its delay by one frame (held:
+    // concealed while waiting) so that the next packet, which carries the
+    // lost one's FEC, is there in time.
+    let held = (ms(r.stats.held) / 20.0).round() as usize;
+    assert!(held <= 2, "held {held} frames to grow the delay");
+    assert_eq!(fec + conceal, lost_played + held);
     // Isolated losses can all use the next packet's FEC; only runs of 2+ need concealment.
     assert!(fec * 10 >= lost_played * 8, "fec {fec} of {lost_played}");
     assert_eq!(
         ms(r.stats.concealed + r.stats.fec_recovered),
-        20.0 * lost_played as f64
+        20.0 * (lost_played + held) as f64
     );
     assert_eq!(r.stats.late, 0);
 }
@@ -311,4 +316,49 @@ fn a_loss_at_the_start_of_a_dtx_pause_counts_only_the_lost_packet() {
     assert_eq!(r.stats.lost, 1);
     assert_eq!(ms(r.stats.concealed), 20.0, "{:?}", r.stats);
     assert!(ms(r.stats.silence) >= 950.0, "{:?}", r.stats.silence);
+}
+
+/// Packets exactly one frame apart with no jitter, and playout pops due at
+/// each arrival instant run both before and after that arrival (a driver's
+/// timer and socket firing together): a lost packet is met with an empty
+/// buffer. It
+/// must still count as lost (the call's loss figure and MOS depend on it),
+/// and the buffer must then keep one frame more of delay, so that the packet
+/// after a loss, which carries its FEC, arrives before the gap is played.
+#[test]
+fn a_loss_met_with_an_empty_buffer_is_counted_and_makes_room_for_fec() {
+    use natter_media::jitter::{JitterBuffer, JitterConfig};
+    use std::time::Instant;
+
+    let mut jb = JitterBuffer::new(JitterConfig::new(48_000));
+    let t0 = Instant::now();
+    let mut lost = 0;
+    for seq in 0u16..500 {
+        let now = t0 + FRAME * u32::from(seq);
+        while jb.poll_timeout().is_some_and(|t| t <= now) {
+            jb.pop(now);
+        }
+        if seq % 5 == 4 {
+            lost += 1;
+            continue;
+        }
+        jb.push(now, seq, u32::from(seq) * FRAME_TICKS, vec![seq as u8]);
+        while jb.poll_timeout().is_some_and(|t| t <= now) {
+            jb.pop(now);
+        }
+    }
+    let s = jb.stats();
+    assert!(
+        (lost - 1..=lost).contains(&s.lost),
+        "{} of {lost} lost packets counted: {s:?}",
+        s.lost
+    );
+    // All but the first few losses (before the delay grew) come back by FEC.
+    let fec_frames = (ms(s.fec_recovered) / 20.0).round() as u64;
+    assert!(
+        fec_frames + 3 >= s.lost,
+        "FEC rebuilt {fec_frames} of {}: {s:?}",
+        s.lost
+    );
+    assert!(ms(s.target_delay) >= 30.0 - 0.1, "{s:?}");
 }

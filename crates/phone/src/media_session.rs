@@ -190,7 +190,12 @@ impl MediaSession {
         let mut rtc_cfg = RtcConfig::new()
             .clear_codecs()
             .set_stats_interval(Some(Duration::from_secs(1)))
-            .set_rtcp_report_interval_audio(Duration::from_secs(1));
+            .set_rtcp_report_interval_audio(Duration::from_secs(1))
+            // Voice goes to our jitter buffer as it arrives: it reorders,
+            // conceals and uses FEC itself. str0m would otherwise hold
+            // everything after a lost packet for up to 15 packets (300 ms)
+            // and release it in a burst, too late to be played.
+            .set_reordering_size_audio(0);
         for c in &cfg.codecs {
             rtc_cfg = match c {
                 Codec::Opus => rtc_cfg.enable_opus(true, false),

@@ -186,6 +186,12 @@ fn the_sender_adapts_to_the_loss_the_far_end_reports() {
         lossy.send_bitrate_bps < 24_000,
         "congestion steps the bitrate down: {lossy:?}"
     );
+    // Bob counts what he lost, plays the rest in time, and rebuilds most of
+    // the loss from FEC: about one packet in eight was lost over the six
+    // lossy seconds (~750 ms of audio), far less is concealed.
+    let bob = last_stats(&w.nodes[b].events);
+    assert!((5.0..25.0).contains(&bob.loss_pct), "{bob:?}");
+    assert!(bob.concealed_ms < 600.0, "{bob:?}");
 }
 
 #[test]
