@@ -57,7 +57,7 @@ fn start_server(lab: &Lab, test: &str) -> Server {
         Some(talk) => {
             std::fs::copy(&talk, dir.join("talk.wav")).expect("copy NATTER_LAB_PHONE_TALK");
         }
-        None => make_speech(&dir.join("talk.wav")),
+        None => make_speech(&dir.join("talk.wav"), 2),
     }
     Server {
         process,
@@ -66,11 +66,11 @@ fn start_server(lab: &Lab, test: &str) -> Server {
     }
 }
 
-/// Two seconds of a speech-like signal (gliding harmonics, syllable envelope), 16 kHz.
-fn make_speech(path: &Path) {
+/// `secs` seconds of a speech-like signal (gliding harmonics, syllable envelope), 16 kHz.
+fn make_speech(path: &Path, secs: u32) {
     let rate = 16_000u32;
     let mut phase = 0.0f64;
-    let samples: Vec<i16> = (0..rate * 2)
+    let samples: Vec<i16> = (0..rate * secs)
         .map(|i| {
             let t = f64::from(i) / f64::from(rate);
             phase += (140.0 + 40.0 * (t * 2.3).sin()) / f64::from(rate);
@@ -267,6 +267,42 @@ fn lab_phone_cone_x_cone_is_direct() {
     check(&o, "direct");
 }
 
+/// 10 % loss both ways on the caller's uplink (the lab's impairment router),
+/// eight seconds of speech: the callee counts the loss and its RTCP reports
+/// turn the caller's FEC on, so the callee conceals far less than was lost,
+/// and the speech still comes through.
+#[test]
+fn lab_phone_lossy_uplink_turns_fec_on() {
+    let test = "lab_phone_lossy_uplink_turns_fec_on";
+    if let Err(why) = natter_lab::impairment_available() {
+        return natter_lab::skip(test, &why);
+    }
+    let mut lab = lab_or_skip!(test);
+    let server = start_server(&lab, test);
+    make_speech(&server.dir.join("talk.wav"), 8);
+    let n1 = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
+    let n2 = lab.add_nat(NatKind::PortRestrictedCone).unwrap();
+    let (a, b) = (
+        lab.add_host_behind(&n1).unwrap(),
+        lab.add_host_behind(&n2).unwrap(),
+    );
+    let lossy = natter_lab::Impairment::none().with_loss(0.10);
+    let _link = lab.impair_nat_link(&n1, lossy, lossy).unwrap();
+    let o = call(&lab, &server, &a, &b, &[]);
+    check(&o, "direct");
+    let (caller, callee) = (&o.caller, &o.callee);
+    assert_eq!(caller["fec"], true, "the caller's FEC is on: {caller}");
+    let loss = callee["loss_pct"].as_f64().unwrap_or(0.0);
+    assert!(
+        (3.0..25.0).contains(&loss),
+        "the callee counts the loss: {callee}"
+    );
+    let lost_ms = loss / 100.0 * callee["duration_s"].as_f64().unwrap_or(0.0) * 1000.0;
+    let concealed = callee["concealed_ms"].as_f64().unwrap_or(f64::MAX);
+    eprintln!("lost about {lost_ms:.0} ms of audio, concealed {concealed:.0} ms");
+    assert!(concealed < 0.7 * lost_ms, "FEC rebuilt little: {callee}");
+}
+
 #[test]
 fn lab_phone_cone_x_symmetric_needs_the_relay() {
     // A port-restricted cone only lets in the exact port it sent to; a symmetric NAT
@@ -377,7 +413,7 @@ fn lab_phone_force_relay_between_cones() {
 fn correlation_measure_rejects_unrelated_audio() {
     let dir = std::env::temp_dir().join(format!("natter-phone-corr-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    make_speech(&dir.join("talk.wav"));
+    make_speech(&dir.join("talk.wav"), 2);
     let sent = read_wav_at(dir.join("talk.wav"), 4_000).unwrap().samples;
     let _ = std::fs::remove_dir_all(&dir);
     // The speech itself, delayed by 0.3 s and with a 0.1 s gap: still recognised.
