@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Phone, PhoneEvent, PhoneTransmit};
 
+mod netwatch;
 mod roam;
 
 /// What the user asks of the phone.
@@ -335,7 +336,7 @@ pub async fn run(
     let mut mbuf = vec![0u8; 4096];
     let mut sbuf = vec![0u8; 65_536];
     let mut net = roam::Watch::new();
-    let mut check = roam::check_interval();
+    let mut changes = netwatch::NetWatch::new();
     loop {
         flush(&mut phone, &mut opened, &events).await;
         let wake = phone
@@ -362,7 +363,7 @@ pub async fn run(
                 }
             }
             r = net.sip_reconnected() => net.on_sip_connect(r, &mut phone, &mut opened),
-            _ = check.tick() => net.check(&mut phone, &mut opened).await,
+            _ = changes.changed() => net.check(&mut phone, &mut opened).await,
             Some(frame) = recv_turn(&mut opened.turn_frames) => {
                 phone.handle_turn_stream(Instant::now(), &frame);
             }

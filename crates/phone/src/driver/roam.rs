@@ -13,9 +13,6 @@ use tokio::task::JoinHandle;
 use super::{local_ip_towards, open_sip, open_turn_stream, DriverError, Links, Opened, SipLink};
 use crate::engine::Phone;
 
-/// How often the local address towards the server is looked up (one
-/// `connect` on a UDP socket: no packet is sent).
-const CHECK_EVERY: Duration = Duration::from_millis(100);
 /// Give up one connection attempt after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Waits between reconnection attempts; the last one repeats.
@@ -31,13 +28,6 @@ impl Drop for AbortOnDrop {
 }
 
 type Connecting = JoinHandle<Result<(SipLink, SocketAddr), DriverError>>;
-
-/// When to look at the local address again ([`Watch::check`]).
-pub(super) fn check_interval() -> tokio::time::Interval {
-    let mut interval = tokio::time::interval(CHECK_EVERY);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval
-}
 
 /// Watches the network and reconnects the signaling flow.
 pub(super) struct Watch {
@@ -91,7 +81,8 @@ impl Watch {
         }
     }
 
-    /// Has the local address towards the server changed? Then move: a new
+    /// Has the local address towards the server changed (looked up when the
+    /// kernel reports a change, see `netwatch`)? Then move: a new
     /// media socket (and TURN stream), a new signaling flow.
     pub(super) async fn check(&mut self, phone: &mut Phone, opened: &mut Opened) {
         let Ok(ip) = local_ip_towards(opened.links.sip) else {
