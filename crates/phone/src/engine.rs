@@ -648,7 +648,7 @@ impl Phone {
         };
         while tx.poll_timeout() <= now {
             if let Some((ts, payload)) = tx.handle_timeout(now) {
-                c.media.send_voice(now, ts, &payload);
+                c.media.send_voice(now, ts, payload);
             }
         }
     }

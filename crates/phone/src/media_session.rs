@@ -23,6 +23,10 @@ use crate::PhoneError;
 
 mod restart;
 
+/// How many times in a row str0m may ask to run again at once before the
+/// driver's next wake-up takes over (it normally asks once, after a write).
+const IMMEDIATE_ROUNDS: usize = 4;
+
 /// Media settings for one call.
 #[derive(Debug, Clone)]
 pub struct MediaConfig {
@@ -381,7 +385,7 @@ impl MediaSession {
     }
 
     /// Send one encoded voice frame with RTP timestamp `rtp_ts`.
-    pub fn send_voice(&mut self, now: Instant, rtp_ts: u32, payload: &[u8]) {
+    pub fn send_voice(&mut self, now: Instant, rtp_ts: u32, payload: Vec<u8>) {
         self.resolve_send();
         let (Some(mid), Some((pt, codec))) = (self.mid, self.send) else {
             return;
@@ -395,7 +399,7 @@ impl MediaSession {
         };
         let time = MediaTime::new(u64::from(rtp_ts), freq);
         if let Some(w) = self.rtc.writer(mid) {
-            if w.write(pt, now, time, payload.to_vec()).is_err() {
+            if w.write(pt, now, time, payload).is_err() {
                 self.rtc_errors += 1;
             } else {
                 self.stats.packets_sent += 1;
@@ -622,12 +626,29 @@ impl MediaSession {
         }
     }
 
+    /// Takes everything str0m has to send or say. When str0m asks to run again
+    /// at once (a voice frame just written waits for its pacer, feedback is
+    /// due), it runs now: the frame leaves in the same pass as it was encoded,
+    /// not one driver wake-up later (or, with timers coalesced, a frame later).
     fn drain_rtc(&mut self, now: Instant) {
+        for _ in 0..IMMEDIATE_ROUNDS {
+            if !self.drain_rtc_once(now) || self.rtc_timeout > now {
+                return;
+            }
+            if self.rtc.handle_input(Input::Timeout(now)).is_err() {
+                self.rtc_errors += 1;
+                return;
+            }
+        }
+    }
+
+    /// Polls str0m until it names its next timeout; false on an error.
+    fn drain_rtc_once(&mut self, now: Instant) -> bool {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
                     self.rtc_timeout = t.max(now);
-                    return;
+                    return true;
                 }
                 Ok(Output::Transmit(t)) => self.transmit(now, t.source, t.destination, &t.contents),
                 Ok(Output::Event(e)) => self.rtc_event(e),
@@ -635,7 +656,7 @@ impl MediaSession {
                     tracing::debug!(error = %e, "str0m error");
                     self.rtc_errors += 1;
                     self.rtc_timeout = now + Duration::from_millis(20);
-                    return;
+                    return false;
                 }
             }
         }

@@ -28,6 +28,9 @@ pub fn pcm_rate(codec: Codec) -> u32 {
     }
 }
 
+/// Room for a voice payload: Opus at up to 40 kb/s in 20 ms, or G.711's 160 bytes.
+const PAYLOAD_CAPACITY: usize = 200;
+
 /// Encodes the microphone one frame per packet time.
 pub struct VoiceTx {
     encoder: Box<dyn Encoder>,
@@ -36,7 +39,8 @@ pub struct VoiceTx {
     ticks_per_frame: u32,
     frame: Duration,
     next_at: Instant,
-    buf: Vec<u8>,
+    /// One frame of microphone samples (reused).
+    pcm: Vec<i16>,
     pub frames_sent: u64,
 }
 
@@ -60,7 +64,7 @@ impl VoiceTx {
             ticks_per_frame,
             frame,
             next_at: now,
-            buf: Vec::with_capacity(256),
+            pcm: Vec::new(),
             frames_sent: 0,
         })
     }
@@ -76,16 +80,16 @@ impl VoiceTx {
             return None;
         }
         self.next_at += self.frame;
-        let n = self.encoder.frame_samples();
-        let mut pcm = vec![0i16; n];
-        self.mic.fill(&mut pcm);
+        self.pcm.resize(self.encoder.frame_samples(), 0);
+        self.mic.fill(&mut self.pcm);
         let ts = self.rtp_ts;
         self.rtp_ts = self.rtp_ts.wrapping_add(self.ticks_per_frame);
-        self.buf.clear();
-        match self.encoder.encode(&pcm, &mut self.buf) {
+        // The payload goes to str0m by value: one allocation per packet.
+        let mut payload = Vec::with_capacity(PAYLOAD_CAPACITY);
+        match self.encoder.encode(&self.pcm, &mut payload) {
             Ok(Encoded::Packet(_)) => {
                 self.frames_sent += 1;
-                Some((ts, self.buf.clone()))
+                Some((ts, payload))
             }
             Ok(Encoded::Suppressed) => None,
             Err(e) => {

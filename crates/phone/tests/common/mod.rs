@@ -250,7 +250,7 @@ impl World {
                     return;
                 }
                 self.direct_sent = self.direct_sent.wrapping_add(1);
-                if self.lose_one_in > 0 && self.direct_sent % self.lose_one_in == 0 {
+                if self.lose_one_in > 0 && self.direct_sent.is_multiple_of(self.lose_one_in) {
                     return;
                 }
                 self.wire.push((from, to, bytes.clone()));
