@@ -170,6 +170,8 @@ pub struct JitterBuffer {
     last_shrink: Option<Instant>,
     next_pop: Option<Instant>,
     delay_sum_ticks: i64,
+    /// How far the current pop came after its scheduled time, in ticks.
+    lateness_ticks: i64,
     jitter_ticks: f64,
     stats: JitterStats,
 }
@@ -234,6 +236,7 @@ impl JitterBuffer {
             last_shrink: None,
             next_pop: None,
             delay_sum_ticks: 0,
+            lateness_ticks: 0,
             jitter_ticks: 0.0,
             stats: JitterStats::default(),
         }
@@ -283,16 +286,25 @@ impl JitterBuffer {
     }
 
     /// The next stretch of audio to play at `now`.
+    ///
+    /// A pop a little after [`poll_timeout`](Self::poll_timeout) (a driver
+    /// that wakes late, or coalesces this timer with another) is decided as
+    /// at its scheduled time: measured at `now`, the buffered audio would look
+    /// one lateness longer than it is, the buffer would drop a frame to
+    /// shrink, and then conceal the gap that leaves.
     pub fn pop(&mut self, now: Instant) -> Playout {
-        let playout = self.next_playout(now);
+        // Once playing, keep to the playout schedule, so a driver that wakes
+        // up late pops again at once and catches up; after a long stall, or
+        // before playout starts, the schedule starts at `now`.
+        let scheduled = self.next_pop.filter(|due| {
+            self.play.is_some() && now.saturating_duration_since(*due) < MAX_CATCH_UP
+        });
+        let at = scheduled.map_or(now, |due| due.min(now));
+        self.lateness_ticks =
+            dur_to_ticks(now.saturating_duration_since(at), self.config.clock_rate);
+        let playout = self.next_playout(at);
         let step = ticks_to_dur(i64::from(playout.ticks()), self.config.clock_rate);
-        // Keep to the playout schedule, so a driver that wakes up late pops
-        // again at once and catches up; after a long stall, start afresh.
-        let base = self
-            .next_pop
-            .filter(|due| now.saturating_duration_since(*due) < MAX_CATCH_UP)
-            .unwrap_or(now);
-        self.next_pop = Some(base + step);
+        self.next_pop = Some(scheduled.unwrap_or(now) + step);
         self.account(&playout);
         playout
     }
@@ -557,8 +569,10 @@ impl JitterBuffer {
             self.last_shrink = Some(now);
             return self.next_playout(now);
         }
-        self.delay_sum_ticks += delay.max(0);
-        self.stats.playout_delay = ticks_to_dur(delay.max(0), self.config.clock_rate);
+        // What the listener gets includes how late this pop came.
+        let heard_delay = delay.max(0) + self.lateness_ticks;
+        self.delay_sum_ticks += heard_delay;
+        self.stats.playout_delay = ticks_to_dur(heard_delay, self.config.clock_rate);
         Playout::Frame {
             seq: entry.seq,
             rtp_ts: entry.ts as u32,
@@ -738,6 +752,47 @@ mod tests {
             "the pops due at 60 and 80 ms; the one at 100 is not yet"
         );
         assert_eq!(jb.poll_timeout(), Some(at(t0, 100)));
+    }
+
+    #[test]
+    fn pops_a_little_late_every_time_neither_shrink_nor_conceal() {
+        // Packets every 20 ms with a steady 5 ms transit; the driver pops
+        // 1–19 ms after each scheduled time (timers coalesced onto another
+        // 20 ms clock). Decided at the scheduled times, every frame plays.
+        for late_ms in [1, 10, 19] {
+            let t0 = Instant::now();
+            let mut jb = JitterBuffer::new(JitterConfig::new(48_000));
+            let mut frames = 0;
+            for i in 0..250u64 {
+                let arrival = at(t0, 20 * i + 5);
+                jb.push(arrival, i as u16, (i * 960) as u32, vec![1]);
+                let next = at(t0, 20 * (i + 1) + 5);
+                while let Some(due) = jb
+                    .poll_timeout()
+                    .filter(|d| *d + Duration::from_millis(late_ms) < next)
+                {
+                    if matches!(
+                        jb.pop(due + Duration::from_millis(late_ms)),
+                        Playout::Frame { .. }
+                    ) {
+                        frames += 1;
+                    }
+                }
+            }
+            let stats = jb.stats();
+            assert_eq!(stats.shrunk, Duration::ZERO, "{late_ms} ms late: shrunk");
+            assert_eq!(
+                stats.concealed,
+                Duration::ZERO,
+                "{late_ms} ms late: concealed"
+            );
+            assert!(frames >= 245, "{late_ms} ms late: {frames} frames played");
+            // The lateness is part of the delay the listener gets.
+            assert!(
+                stats.mean_playout_delay >= Duration::from_millis(late_ms),
+                "{stats:?}"
+            );
+        }
     }
 
     #[test]
