@@ -11,6 +11,9 @@ use std::mem::MaybeUninit;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
+mod uring;
+pub(crate) use uring::{fd, BatchIo};
+
 /// Datagrams taken per system call.
 pub(crate) const BATCH: usize = 32;
 /// Room per datagram; longer client datagrams are dropped (MSG_TRUNC).
@@ -109,6 +112,27 @@ impl RecvBatch {
     /// Forget the datagrams held.
     pub(crate) fn clear(&mut self) {
         self.got.clear();
+    }
+
+    /// Drop the empty entries (`len` 0 and truncated: a receive that got
+    /// nothing) from `first` on, moving later datagrams down into their slots.
+    fn compact(&mut self, first: usize) {
+        let slot = self.slot_len();
+        let mut keep = first;
+        for i in first..self.got.len() {
+            let (len, _, truncated) = self.got[i];
+            if len == 0 && truncated {
+                continue;
+            }
+            if i != keep {
+                let start = i * slot + self.head;
+                self.bufs
+                    .copy_within(start..start + len, keep * slot + self.head);
+                self.got[keep] = self.got[i];
+            }
+            keep += 1;
+        }
+        self.got.truncate(keep);
     }
 
     /// One non-blocking `recvmmsg` of at most `max` datagrams into the free

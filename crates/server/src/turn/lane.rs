@@ -25,8 +25,8 @@ use natter_turn::server::{
     FiveTuple, RelayId, ToClient, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
 };
 
-use crate::batch::{self, RecvBatch, BATCH, SLOT};
 use super::driver::Driver;
+use crate::batch::{self, BatchIo, RecvBatch, BATCH, SLOT};
 use crate::Shutdown;
 
 thread_local! {
@@ -98,9 +98,12 @@ impl LaneSetup {
             ready_relays: Vec::with_capacity(EVENTS),
             again_listeners: Vec::new(),
             again_relays: Vec::new(),
-            sockets: Vec::with_capacity(EVENTS),
+            relay_ids: Vec::with_capacity(EVENTS),
+            relay_socks: Vec::with_capacity(EVENTS),
+            relay_got: Vec::with_capacity(EVENTS),
             forwards: Vec::with_capacity(BATCH),
             to_clients: Vec::with_capacity(BATCH),
+            io: BatchIo::Plain,
         };
         std::thread::Builder::new()
             .name(format!("natter-turn-{}", self.index))
@@ -141,16 +144,29 @@ struct Lane {
     /// Sockets left with data after [`ROUNDS`]: served again without an edge.
     again_listeners: Vec<usize>,
     again_relays: Vec<RelayId>,
-    sockets: Vec<(RelayId, Arc<UdpSocket>)>,
+    /// Relay sockets being drained this wake-up, and what each last round gave:
+    /// (datagrams, may hold more).
+    relay_ids: Vec<RelayId>,
+    relay_socks: Vec<Arc<UdpSocket>>,
+    relay_got: Vec<(usize, bool)>,
     /// Client data for peers: (relay socket, peer, datagram index, byte range).
     forwards: Vec<(Arc<UdpSocket>, SocketAddr, usize, Range<usize>)>,
     /// Framed peer data for clients: (datagram index, where it goes).
     to_clients: Vec<(usize, ToClient)>,
+    /// Sends `forwards` (io_uring: one system call for all of them).
+    io: BatchIo,
 }
 
 impl Lane {
     fn run(mut self) {
         LANE.with(|l| l.set(self.index));
+        // Made here: the ring belongs to the thread that submits to it.
+        self.io = BatchIo::new(io_uring_wanted());
+        tracing::debug!(
+            lane = self.index,
+            io_uring = self.io.is_ring(),
+            "TURN lane started"
+        );
         loop {
             let busy = !self.again_listeners.is_empty() || !self.again_relays.is_empty();
             let timeout = if busy { Duration::ZERO } else { TICK };
@@ -244,12 +260,14 @@ impl Lane {
                 replies.push(t);
             }
         }
-        for (sock, peer, i, range) in self.forwards.drain(..) {
-            if let Some((bytes, _)) = self.clients.get(i) {
-                // A full socket buffer drops the packet, as a router would.
-                let _ = sock.send_to(&bytes[range], peer);
-            }
-        }
+        // A full socket buffer drops the packet, as a router would.
+        let clients = &self.clients;
+        self.io
+            .send_each(self.forwards.iter().filter_map(|(sock, peer, i, range)| {
+                let (bytes, _) = clients.get(*i)?;
+                Some((batch::fd(sock), bytes.get(range.clone())?, *peer))
+            }));
+        self.forwards.clear();
         self.driver.send_all(replies);
         for (tuple, bytes) in lookups {
             // Off the lane: the account lookup may wait on the database.
@@ -260,46 +278,57 @@ impl Lane {
         }
     }
 
-    /// Read every ready relay socket into `peers`; frame and send whenever it fills.
+    /// Read every ready relay socket into `peers` until each is drained (or
+    /// gave [`ROUNDS`] rounds); frame and send whenever `peers` fills.
     fn drain_relays(&mut self) {
         {
             let core = self.driver.core();
             for &id in &self.ready_relays {
                 if let Some(sock) = core.relays().socket(id) {
-                    self.sockets.push((id, sock.clone()));
+                    self.relay_ids.push(id);
+                    self.relay_socks.push(sock.clone());
                 }
             }
         }
         let now = Instant::now();
-        let mut sockets = std::mem::take(&mut self.sockets);
-        for (id, sock) in sockets.drain(..) {
-            if !self.drain_relay(now, id, &sock) {
-                self.again_relays.push(id);
+        for _ in 0..ROUNDS {
+            if self.relay_ids.is_empty() {
+                break;
             }
+            self.relay_round(now);
         }
-        self.sockets = sockets;
+        // Still busy after ROUNDS: served again right after, without an edge.
+        self.again_relays.append(&mut self.relay_ids);
+        self.relay_socks.clear();
         self.frame_and_send(now);
     }
 
-    /// Read one relay socket; false when it still has data after [`ROUNDS`] calls.
-    fn drain_relay(&mut self, now: Instant, id: RelayId, sock: &UdpSocket) -> bool {
-        for _ in 0..ROUNDS {
-            if self.peers.room() == 0 {
-                self.frame_and_send(now);
-            }
-            let asked = PER_RELAY.min(self.peers.room());
-            match self.peers.recv_append(sock, asked) {
-                Ok(n) => {
-                    self.peer_relays.extend(std::iter::repeat_n(id, n));
-                    if n < asked {
-                        return true;
-                    }
-                }
-                Err(e) if retry_after(&e) => {}
-                Err(_) => return true,
+    /// One receive on each socket of `relay_socks` (as many as `peers` has
+    /// room for); keeps there the ones that may hold more.
+    fn relay_round(&mut self, now: Instant) {
+        if self.peers.room() == 0 {
+            self.frame_and_send(now);
+        }
+        let take = self.relay_socks.len().min(self.peers.room());
+        self.io.recv_each(
+            &mut self.peers,
+            &self.relay_socks[..take],
+            PER_RELAY,
+            &mut self.relay_got,
+        );
+        let mut keep = 0;
+        for k in 0..self.relay_ids.len() {
+            let (n, more) = self.relay_got.get(k).copied().unwrap_or((0, true));
+            let id = self.relay_ids[k];
+            self.peer_relays.extend(std::iter::repeat_n(id, n));
+            if more {
+                self.relay_ids[keep] = id;
+                self.relay_socks.swap(keep, k);
+                keep += 1;
             }
         }
-        false
+        self.relay_ids.truncate(keep);
+        self.relay_socks.truncate(keep);
     }
 
     /// Frame the held peer datagrams under one core lock, then send them:
@@ -360,6 +389,16 @@ impl Lane {
             }
         }
     }
+}
+
+/// Whether lanes send through io_uring: yes unless the environment sets
+/// `NATTER_TURN_IO_URING=off` (or `0`); without kernel support they fall
+/// back to `sendto` either way.
+pub(super) fn io_uring_wanted() -> bool {
+    !matches!(
+        std::env::var("NATTER_TURN_IO_URING").as_deref(),
+        Ok("off" | "0" | "false" | "no")
+    )
 }
 
 const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
