@@ -40,7 +40,7 @@ fn main() {
     let complexity: u8 = args
         .next()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(OpusConfig::default().complexity);
+        .unwrap_or(EncoderSettings::default().complexity);
     COMPLEXITY.store(complexity, std::sync::atomic::Ordering::Relaxed);
     println!("opus complexity {complexity}");
     write(&out.join("ref.wav"), &speech);
@@ -177,12 +177,12 @@ fn opus_at(
         bitrate_bps: bitrate,
         fec,
         expected_loss_pct,
+        complexity,
         ..EncoderSettings::default()
     };
     let config = OpusConfig {
         sample_rate: rate,
         settings,
-        complexity,
         ..OpusConfig::default()
     };
     Box::new(OpusEncoder::new(config).expect("Opus encoder"))

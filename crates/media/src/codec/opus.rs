@@ -20,10 +20,8 @@ pub struct OpusConfig {
     /// PCM sample rate: 8, 12, 16, 24 or 48 kHz. Default 16 000 (wideband
     /// SILK, where in-band FEC covers the whole signal; see docs/media.md).
     pub sample_rate: u32,
-    /// Bitrate, FEC, loss, packet time and DTX.
+    /// Bitrate, FEC, loss, packet time, DTX and complexity.
     pub settings: EncoderSettings,
-    /// Encoder complexity 0–10. Default 9.
-    pub complexity: u8,
     /// DTX: frames quieter than this (dBFS) count as silence. Default −50.
     pub dtx_threshold_dbfs: f32,
     /// DTX: voiced frames keep transmitting this many frames after speech ends. Default 10.
@@ -37,7 +35,6 @@ impl Default for OpusConfig {
         Self {
             sample_rate: 16_000,
             settings: EncoderSettings::default(),
-            complexity: 9,
             dtx_threshold_dbfs: -50.0,
             dtx_hangover_frames: 10,
             dtx_keepalive_ms: 400,
@@ -99,7 +96,6 @@ impl OpusEncoder {
             silent_frames: 0,
             scratch: Box::new([0; MAX_PACKET]),
         };
-        encoder.inner.complexity = i32::from(config.complexity.min(10));
         encoder.inner.use_cbr = false;
         encoder.apply(&config.settings)?;
         Ok(encoder)
@@ -107,8 +103,8 @@ impl OpusEncoder {
 
     /// Changes the encoder complexity (0–10; higher is better and slower).
     pub fn set_complexity(&mut self, complexity: u8) {
-        self.config.complexity = complexity.min(10);
-        self.inner.complexity = i32::from(self.config.complexity);
+        self.config.settings.complexity = complexity.min(10);
+        self.inner.complexity = i32::from(self.config.settings.complexity);
     }
 
     fn is_silent(&self, pcm: &[i16]) -> bool {
@@ -181,10 +177,17 @@ impl Encoder for OpusEncoder {
                 settings.bitrate_bps
             )));
         }
+        if settings.complexity > 10 {
+            return Err(MediaError::InvalidSetting(format!(
+                "Opus complexity must be 0–10, not {}",
+                settings.complexity
+            )));
+        }
         // Both bounded just above: bitrate ≤ 510 000 and loss clamped to 100 fit an i32.
         self.inner.bitrate_bps = settings.bitrate_bps as i32;
         self.inner.use_inband_fec = settings.fec;
         self.inner.packet_loss_perc = i32::from(settings.expected_loss_pct.min(100));
+        self.inner.complexity = i32::from(settings.complexity);
         self.frame_samples = (self.config.sample_rate * settings.frame_ms / 1000) as usize;
         self.config.settings = *settings;
         Ok(())
@@ -390,6 +393,14 @@ mod tests {
         };
         assert!(matches!(
             enc.apply(&bad),
+            Err(MediaError::InvalidSetting(_))
+        ));
+        let too_complex = EncoderSettings {
+            complexity: 11,
+            ..EncoderSettings::default()
+        };
+        assert!(matches!(
+            enc.apply(&too_complex),
             Err(MediaError::InvalidSetting(_))
         ));
         let err = enc.encode(&[0; 100], &mut Vec::new()).unwrap_err();
