@@ -16,6 +16,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec as RtcCodec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::Extension;
 use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::turn_client::{TurnClient, TurnConfig, TurnEvent};
@@ -199,7 +200,15 @@ impl MediaSession {
             // conceals and uses FEC itself. str0m would otherwise hold
             // everything after a lost packet for up to 15 packets (300 ms)
             // and release it in a burst, too late to be played.
-            .set_reordering_size_audio(0);
+            .set_reordering_size_audio(0)
+            // RTP header extensions: audio level and MID only. str0m's standard
+            // set adds transport-wide sequence numbers, whose feedback (TWCC,
+            // an SRTCP packet every 100 ms each way) only serves bandwidth
+            // estimation, which a voice call at a fixed rate does not run, and
+            // absolute send time (same) and video extensions.
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(4, Extension::RtpMid);
         for c in &cfg.codecs {
             rtc_cfg = match c {
                 Codec::Opus => rtc_cfg.enable_opus(true, false),
