@@ -1,10 +1,10 @@
 //! SIP listeners: the tokio driver around [`natter_sip::Server`].
 //!
-//! * One core task owns the sans-IO server, on its own thread with a
-//!   single-threaded runtime (no work-stealing or cross-thread wake-ups on
-//!   the hot path). It reads the UDP socket itself (no channel hop), and gets
+//! * One core thread owns the sans-IO server and its own poller ([`core`]:
+//!   epoll through mio, no async runtime on the hot path). It reads the UDP
+//!   socket itself with `recvmmsg` and answers with `sendmmsg`, and gets
 //!   stream frames, connection open/close notices and WebSocket messages from
-//!   the main runtime over one bounded channel.
+//!   the main runtime over one bounded channel that rings its poller.
 //! * TCP on `--sip` and TLS on `--sips`: one task per connection cuts the
 //!   stream into messages ([`natter_sip::frame::Framer`]), answers CRLF
 //!   keepalives, and writes what the core sends through a bounded queue.
@@ -25,25 +25,24 @@ use std::time::Instant;
 
 use natter_sip::{Server, ServerConfig};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 use crate::{Listening, ServeError, Shared};
 
-pub(crate) use self::core::ToCore;
+pub(crate) use self::core::{CoreSender, ToCore};
 
 /// How other drivers reach the SIP core (the `/sip` WebSocket route): a
 /// slot in [`Shared`] that [`start`] fills. Clones share the slot; empty
 /// means SIP is not running (the route then answers 503).
 #[derive(Clone, Default)]
-pub struct CoreHandle(Arc<OnceLock<mpsc::Sender<ToCore>>>);
+pub struct CoreHandle(Arc<OnceLock<CoreSender>>);
 
 impl CoreHandle {
     /// The core's inbox, once started.
-    pub(crate) fn sender(&self) -> Option<mpsc::Sender<ToCore>> {
+    pub(crate) fn sender(&self) -> Option<CoreSender> {
         self.0.get().cloned()
     }
 
-    fn set(&self, to_core: mpsc::Sender<ToCore>) {
+    fn set(&self, to_core: CoreSender) {
         if self.0.set(to_core).is_err() {
             tracing::warn!(
                 "SIP started twice with one Shared; WebSocket SIP stays with the first core"
@@ -90,7 +89,7 @@ pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
         .as_ref()
         .and_then(|u| u.local_addr().ok())
         .map(|a| a.port());
-    let (to_core, from_streams) = tokio::sync::mpsc::channel(4096);
+    let (core, to_core) = core::CoreSetup::new(4096)?;
     if let (Some(addr), Some(port)) = (shared.config.sip, udp_port) {
         // TCP on the same port as UDP (matters when port 0 was asked for).
         let tcp_addr = SocketAddr::new(addr.ip(), port);
@@ -134,8 +133,8 @@ pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
     }
     shared.sip.set(to_core.clone());
     let persist = persist::spawn(shared.store.clone(), shared.shutdown.clone());
-    let inbox = (to_core, from_streams);
-    core::spawn(server, udp, inbox, persist, shared.shutdown.clone())?;
+    let runtime = tokio::runtime::Handle::current();
+    core.spawn(server, udp, persist, shared.shutdown.clone(), runtime)?;
     Ok(listening)
 }
 

@@ -453,9 +453,11 @@ fn stamp_via(req: &mut Message, flow: &Flow) {
     let Some(via) = crate::msg::Via::parse(&first.value) else {
         return;
     };
-    let ip = flow.remote.ip().to_string();
+    let ip = flow.remote.ip();
     let host = via.host.trim_start_matches('[').trim_end_matches(']');
-    let needs_received = host != ip && via.params.get("received").is_none();
+    // Compared as addresses, not text: this runs for every request.
+    let same_host = host.parse::<std::net::IpAddr>().is_ok_and(|h| h == ip);
+    let needs_received = !same_host && via.params.get("received").is_none();
     let rport = via.params.get("rport") == Some(None);
     if !needs_received && !rport {
         return;
@@ -466,15 +468,15 @@ fn stamp_via(req: &mut Message, flow: &Flow) {
             value.push(';');
         }
         if piece.trim().eq_ignore_ascii_case("rport") {
-            value.push_str(&format!("rport={}", flow.remote.port()));
+            value.push_str("rport=");
+            crate::tx::push_number(&mut value, u64::from(flow.remote.port()));
         } else {
             value.push_str(piece);
         }
     }
-    if needs_received || rport {
-        value.push_str(";received=");
-        value.push_str(&ip);
-    }
+    value.push_str(";received=");
+    // Writing into a String cannot fail.
+    let _ = std::fmt::Write::write_fmt(&mut value, format_args!("{ip}"));
     first.value = value;
 }
 
@@ -509,5 +511,34 @@ mod tests {
         assert_eq!(via.params.get("rport"), Some(Some("40123")));
         assert_eq!(via.params.get("received"), Some(Some("198.51.100.7")));
         assert_eq!(via.branch(), Some("z9hG4bKa"));
+    }
+
+    #[test]
+    fn via_is_left_alone_when_it_names_the_source_without_rport() {
+        let flow = Flow {
+            transport: Transport::Udp,
+            local: "[2001:db8::1]:5060".parse().unwrap(),
+            remote: "[2001:db8::7]:5060".parse().unwrap(),
+            conn: None,
+        };
+        let mut m = Message::request(Method::Options, "sip:x");
+        let same = "SIP/2.0/UDP [2001:db8:0::7]:5060;branch=z9hG4bKb";
+        m.push(HeaderName::Via, same);
+        stamp_via(&mut m, &flow);
+        assert_eq!(
+            m.header(&HeaderName::Via),
+            Some(same),
+            "same address, other spelling"
+        );
+
+        let mut m = Message::request(Method::Options, "sip:x");
+        m.push(
+            HeaderName::Via,
+            "SIP/2.0/UDP pc.example.org;branch=z9hG4bKc",
+        );
+        stamp_via(&mut m, &flow);
+        let via = m.top_via().unwrap();
+        assert_eq!(via.params.get("received"), Some(Some("2001:db8::7")));
+        assert_eq!(via.params.get("rport"), None);
     }
 }

@@ -103,6 +103,15 @@ impl Store {
         f(&mut self.lock())
     }
 
+    /// A number that moves whenever another connection (another process,
+    /// such as `natter user`) committed a change to the database: caches
+    /// compare it to know when to forget what they read.
+    pub fn external_changes(&self) -> Result<i64, StoreError> {
+        Ok(self
+            .lock()
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A poisoned lock means another thread panicked mid-statement; SQLite
         // keeps the database consistent (the statement's transaction is rolled

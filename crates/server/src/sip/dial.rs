@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use super::stream::{serve, Slot};
-use super::ToCore;
+use super::{CoreSender, ToCore};
 use crate::Shutdown;
 
 /// How long a connection attempt may take. Devices behind NAT usually drop
@@ -27,7 +27,7 @@ const MAX_WAITING: usize = 64;
 /// Dialled connections by remote address.
 pub(crate) struct Dialer {
     by_remote: HashMap<SocketAddr, State>,
-    to_core: mpsc::Sender<ToCore>,
+    to_core: CoreSender,
     shutdown: Shutdown,
     redaction: Redaction,
 }
@@ -38,11 +38,7 @@ enum State {
 }
 
 impl Dialer {
-    pub(crate) fn new(
-        to_core: mpsc::Sender<ToCore>,
-        shutdown: Shutdown,
-        redaction: Redaction,
-    ) -> Dialer {
+    pub(crate) fn new(to_core: CoreSender, shutdown: Shutdown, redaction: Redaction) -> Dialer {
         Dialer {
             by_remote: HashMap::new(),
             to_core,
@@ -114,7 +110,7 @@ impl Dialer {
 }
 
 /// Connect, then serve the connection like an accepted one.
-async fn dial(flow: Flow, core: mpsc::Sender<ToCore>, shutdown: Shutdown, redaction: Redaction) {
+async fn dial(flow: Flow, core: CoreSender, shutdown: Shutdown, redaction: Redaction) {
     let connected = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(flow.remote)).await;
     let slot = Slot::take();
     match (connected, slot) {

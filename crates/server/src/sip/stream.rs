@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
-use super::ToCore;
+use super::{CoreSender, ToCore};
 use crate::Shutdown;
 
 /// A connection that sends nothing (not even a keepalive) for this long is
@@ -55,7 +55,7 @@ impl Drop for Slot {
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    core: mpsc::Sender<ToCore>,
+    core: CoreSender,
     mut shutdown: Shutdown,
 ) {
     let local = match listener.local_addr() {
@@ -107,7 +107,7 @@ pub(crate) async fn serve<S>(
     local: SocketAddr,
     remote: SocketAddr,
     dialed: bool,
-    core: mpsc::Sender<ToCore>,
+    core: CoreSender,
     mut shutdown: Shutdown,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,

@@ -16,7 +16,7 @@ use natter_sip::flow::{Flow, Transport};
 use tokio::sync::mpsc;
 
 use super::stream::{next_conn, Slot};
-use super::{CoreHandle, ToCore};
+use super::{CoreHandle, CoreSender, ToCore};
 use crate::Shared;
 
 /// Largest WebSocket message accepted (one SIP message).
@@ -72,12 +72,7 @@ async fn upgrade(
         .into_response()
 }
 
-async fn serve(
-    mut socket: WebSocket,
-    local: SocketAddr,
-    remote: SocketAddr,
-    core: mpsc::Sender<ToCore>,
-) {
+async fn serve(mut socket: WebSocket, local: SocketAddr, remote: SocketAddr, core: CoreSender) {
     let conn = next_conn();
     let flow = Flow {
         transport: Transport::Wss,
