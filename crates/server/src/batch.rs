@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 mod uring;
-pub(crate) use uring::{fd, BatchIo};
+pub(crate) use uring::{fd, BatchIo, RingUse};
 
 /// Datagrams taken per system call.
 pub(crate) const BATCH: usize = 32;

@@ -23,35 +23,56 @@ use super::{to_socket_addr, RecvBatch, BATCH};
 /// Requests per submission (and ring size).
 pub(crate) const RING: usize = 64;
 
-/// Where a lane's peer-bound datagrams go out.
-pub(crate) enum BatchIo {
-    /// One `io_uring_enter` per [`RING`] datagrams.
-    Ring(Ring),
-    /// One `sendto` per datagram.
-    Plain,
+/// What a lane asks of io_uring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RingUse {
+    /// Nothing: `sendto` and `recvmmsg`.
+    Off,
+    /// Sends only; relay sockets are read with `recvmmsg`.
+    Send,
+    /// Sends and relay socket reads.
+    Full,
+}
+
+/// How a lane sends on and reads from many sockets: through its io_uring
+/// (one system call per batch), or one system call per socket.
+pub(crate) struct BatchIo {
+    /// `None`: no ring (not wanted, unavailable, or failed once).
+    ring: Option<Box<Ring>>,
+    /// Read through the ring too.
+    ring_recv: bool,
 }
 
 impl BatchIo {
-    /// An io_uring when `want_ring` and the kernel allows one, else [`BatchIo::Plain`].
-    /// Call it on the thread that will send (the ring is single-issuer).
-    pub(crate) fn new(want_ring: bool) -> Self {
-        if !want_ring {
-            return BatchIo::Plain;
-        }
-        match Ring::new() {
-            Ok(r) => BatchIo::Ring(r),
-            Err(e) => {
-                tracing::info!(
-                    "io_uring unavailable ({e}); relaying with one sendto per datagram \
-                     (enable io_uring with sysctl kernel.io_uring_disabled=0 for less CPU)"
-                );
-                BatchIo::Plain
-            }
+    /// A ring as `want` asks when the kernel allows one, else none.
+    /// Call it on the thread that will use it (the ring is single-issuer).
+    pub(crate) fn new(want: RingUse) -> Self {
+        let ring = match want {
+            RingUse::Off => None,
+            RingUse::Send | RingUse::Full => match Ring::new() {
+                Ok(r) => Some(Box::new(r)),
+                Err(e) => {
+                    tracing::info!(
+                        "io_uring unavailable ({e}); relaying with one sendto per datagram \
+                         (sysctl kernel.io_uring_disabled=0 enables it)"
+                    );
+                    None
+                }
+            },
+        };
+        BatchIo {
+            ring,
+            ring_recv: want == RingUse::Full,
         }
     }
 
-    pub(crate) fn is_ring(&self) -> bool {
-        matches!(self, BatchIo::Ring(_))
+    /// What this one really uses.
+    pub(crate) fn ring_use(&self) -> RingUse {
+        match (&self.ring, self.ring_recv) {
+            (None, _) => RingUse::Off,
+            (Some(_), false) => RingUse::Send,
+            (Some(_), true) => RingUse::Full,
+        }
     }
 
     /// Send each `(socket, bytes, destination)`. A datagram the kernel refuses
@@ -64,13 +85,13 @@ impl BatchIo {
     ) -> usize {
         let mut msgs = msgs.into_iter();
         let mut sent = 0;
-        if let BatchIo::Ring(r) = self {
+        if let Some(r) = &mut self.ring {
             match r.send_each(&mut msgs) {
                 Ok(n) => return n,
                 Err((n, e)) => {
                     tracing::warn!("io_uring send failed ({e}); relaying with sendto from now on");
                     sent = n;
-                    *self = BatchIo::Plain;
+                    self.ring = None;
                 }
             }
         }
@@ -99,12 +120,12 @@ impl BatchIo {
         got.clear();
         got.resize(socks.len(), (0, true));
         let take = socks.len().min(batch.room());
-        if let BatchIo::Ring(r) = self {
+        if let Some(r) = self.ring.as_mut().filter(|_| self.ring_recv) {
             match r.recv_each(batch, &socks[..take], got) {
                 Ok(n) => return n,
                 Err(e) => {
                     tracing::warn!("io_uring receive failed ({e}); using recvmmsg from now on");
-                    *self = BatchIo::Plain;
+                    self.ring = None;
                 }
             }
         }
@@ -339,13 +360,18 @@ pub(crate) fn fd(sock: &UdpSocket) -> BorrowedFd<'_> {
 mod tests {
     use super::*;
 
-    /// Both paths: the ring (when this kernel has one) and the fallback.
-    fn both() -> Vec<BatchIo> {
-        let ring = BatchIo::new(true);
-        if !ring.is_ring() {
-            eprintln!("SKIPPING the io_uring half: io_uring is unavailable here");
+    /// Every path: the ring for all, for sends only (when this kernel has
+    /// one), and the fallback.
+    fn all() -> Vec<BatchIo> {
+        let ring = BatchIo::new(RingUse::Full);
+        if ring.ring_use() == RingUse::Off {
+            eprintln!("SKIPPING the io_uring cases: io_uring is unavailable here");
         }
-        vec![ring, BatchIo::new(false)]
+        vec![
+            ring,
+            BatchIo::new(RingUse::Send),
+            BatchIo::new(RingUse::Off),
+        ]
     }
 
     fn udp() -> UdpSocket {
@@ -356,7 +382,7 @@ mod tests {
 
     #[test]
     fn sends_from_many_sockets_to_many_destinations() {
-        for mut io in both() {
+        for mut io in all() {
             let rx: Vec<UdpSocket> = (0..3).map(|_| udp()).collect();
             let tx: Vec<UdpSocket> = (0..(RING + 6)).map(|_| udp()).collect();
             let payloads: Vec<Vec<u8>> = (0..tx.len()).map(|i| vec![i as u8; 1 + i]).collect();
@@ -364,7 +390,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| (fd(s), &payloads[i][..], rx[i % 3].local_addr().unwrap()));
-            assert_eq!(io.send_each(msgs), tx.len(), "ring={}", io.is_ring());
+            assert_eq!(io.send_each(msgs), tx.len(), "{:?}", io.ring_use());
             std::thread::sleep(std::time::Duration::from_millis(20));
             let mut buf = [0u8; 256];
             for (i, s) in tx.iter().enumerate() {
@@ -379,8 +405,8 @@ mod tests {
 
     #[test]
     fn receives_one_round_from_many_sockets_in_order() {
-        for mut io in both() {
-            let ring = io.is_ring();
+        for mut io in all() {
+            let ring = io.ring_use() == RingUse::Full;
             let tx = udp();
             let socks: Vec<UdpSocket> = (0..4).map(|_| udp()).collect();
             // Socket 0: two datagrams; 1: none; 2: one too long for a slot; 3: one.
@@ -420,7 +446,7 @@ mod tests {
 
     #[test]
     fn stops_at_the_batch_room() {
-        for mut io in both() {
+        for mut io in all() {
             let tx = udp();
             let socks: Vec<UdpSocket> = (0..3).map(|_| udp()).collect();
             for s in &socks {

@@ -26,7 +26,7 @@ use natter_turn::server::{
 };
 
 use super::driver::Driver;
-use crate::batch::{self, BatchIo, RecvBatch, BATCH, SLOT};
+use crate::batch::{self, BatchIo, RecvBatch, RingUse, BATCH, SLOT};
 use crate::Shutdown;
 
 thread_local! {
@@ -103,7 +103,7 @@ impl LaneSetup {
             relay_got: Vec::with_capacity(EVENTS),
             forwards: Vec::with_capacity(BATCH),
             to_clients: Vec::with_capacity(BATCH),
-            io: BatchIo::Plain,
+            io: BatchIo::new(RingUse::Off),
         };
         std::thread::Builder::new()
             .name(format!("natter-turn-{}", self.index))
@@ -161,12 +161,8 @@ impl Lane {
     fn run(mut self) {
         LANE.with(|l| l.set(self.index));
         // Made here: the ring belongs to the thread that submits to it.
-        self.io = BatchIo::new(io_uring_wanted());
-        tracing::debug!(
-            lane = self.index,
-            io_uring = self.io.is_ring(),
-            "TURN lane started"
-        );
+        self.io = BatchIo::new(ring_use());
+        tracing::debug!(lane = self.index, io_uring = ?self.io.ring_use(), "TURN lane started");
         loop {
             let busy = !self.again_listeners.is_empty() || !self.again_relays.is_empty();
             let timeout = if busy { Duration::ZERO } else { TICK };
@@ -391,15 +387,21 @@ impl Lane {
     }
 }
 
-/// Whether lanes send through io_uring: yes unless the environment sets
-/// `NATTER_TURN_IO_URING=off` (or `0`); without kernel support they fall
-/// back to `sendto` either way.
-pub(super) fn io_uring_wanted() -> bool {
-    !matches!(
-        std::env::var("NATTER_TURN_IO_URING").as_deref(),
-        Ok("off" | "0" | "false" | "no")
-    )
+/// What lanes ask of io_uring, from `NATTER_TURN_IO_URING`: `off` (or `0`),
+/// `send` (peer-bound sends only), `full` (sends and relay socket reads);
+/// unset or anything else: [`DEFAULT_RING_USE`]. Without kernel support
+/// they use `sendto`/`recvmmsg` whatever it says.
+pub(super) fn ring_use() -> RingUse {
+    match std::env::var("NATTER_TURN_IO_URING").as_deref() {
+        Ok("off" | "0" | "false" | "no") => RingUse::Off,
+        Ok("send") => RingUse::Send,
+        Ok("full") => RingUse::Full,
+        _ => DEFAULT_RING_USE,
+    }
 }
+
+/// See `docs/decisions.md` ("TURN relay CPU") for the measurements behind it.
+const DEFAULT_RING_USE: RingUse = RingUse::Full;
 
 const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
     std::net::Ipv4Addr::UNSPECIFIED,
