@@ -3,10 +3,14 @@
 //! sockets per wake-up) serving some UDP listener sockets and the relay
 //! sockets of the allocations it created (see [`current`]).
 //!
-//! Per wake-up a lane takes every ready socket's datagrams with `recvmmsg`,
-//! runs them through the core under one lock per batch, then sends: client
-//! data to peers with one `sendto` each (every relay socket is another
-//! socket), peer data to clients with `sendmmsg` on the listener socket.
+//! Per wake-up a lane takes a ready listener's datagrams with `recvmmsg`,
+//! runs them through the core under one lock per batch, and sends the client
+//! data to peers through its io_uring, one system call for the batch (every
+//! relay socket is another socket, so `sendmmsg` cannot). Ready relay sockets
+//! are read through the ring too, one datagram per socket per round, until
+//! each reports `EAGAIN`; peer data goes to clients with `sendmmsg` on the
+//! listener socket. Without io_uring ([`ring_use`]): one `sendto` per peer
+//! datagram and one `recvmmsg` per relay socket (see `crate::batch::BatchIo`).
 //! Sockets are registered for reading only, so the kernel never wakes a lane
 //! to say a socket became writable again.
 
@@ -118,10 +122,11 @@ const LISTENER_TOKENS: usize = usize::MAX - 16;
 const EVENTS: usize = 256;
 /// How often an idle lane checks for shutdown.
 const TICK: Duration = Duration::from_millis(250);
-/// Datagrams taken per `recvmmsg` on one relay socket.
+/// Datagrams taken per `recvmmsg` on one relay socket (without io_uring).
 const PER_RELAY: usize = 8;
-/// `recvmmsg` calls on one socket per wake-up before the others get a turn
-/// (the socket is then served again right after, without waiting for an edge).
+/// Receive rounds per wake-up (listener batches, or relay socket rounds)
+/// before the others get a turn (a socket still busy is then served again
+/// right after, without waiting for an edge).
 const ROUNDS: usize = 16;
 
 struct Lane {
