@@ -296,12 +296,21 @@ impl Ring {
 
     /// Submit the `n` queued requests and wait for their `n` completions,
     /// handing each one's (user data, result) to `seen`.
+    ///
+    /// Transient failures of `io_uring_enter` (a signal, `EAGAIN`/`EBUSY`
+    /// for lack of kernel memory) are retried, since requests may be in
+    /// flight; any other error means the ring itself is unusable (bad
+    /// descriptor or memory, ring torn down), runs no request, and must be
+    /// dropped: then `Err`.
     fn flush_with(&mut self, n: usize, mut seen: impl FnMut(usize, i32)) -> io::Result<()> {
         let mut done = 0;
         while done < n {
             match self.ring.submit_and_wait(n - done) {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EBUSY)) => {
+                    std::thread::yield_now();
+                }
                 Err(e) => return Err(e),
             }
             for cqe in self.ring.completion() {
