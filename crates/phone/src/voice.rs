@@ -108,6 +108,13 @@ impl VoiceTx {
         self.encoder.settings()
     }
 
+    /// The path changed: send the next frames even in silence (DTX), so the
+    /// far end hears from the new path at once instead of at the next
+    /// 400 ms keepalive.
+    pub fn restart_dtx(&mut self) {
+        self.encoder.restart_dtx();
+    }
+
     /// New settings mid-call (bitrate, FEC, packet time); the frame clock
     /// follows a new packet time from the next frame on.
     pub fn apply(&mut self, settings: &EncoderSettings) -> Result<(), MediaError> {

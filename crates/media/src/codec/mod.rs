@@ -109,6 +109,10 @@ pub trait Encoder: Send {
     fn apply(&mut self, settings: &EncoderSettings) -> Result<(), MediaError>;
     /// The settings in force.
     fn settings(&self) -> EncoderSettings;
+    /// DTX: treat the next frames as following speech (the hangover sends
+    /// them even if silent). For a new path: packets on it at once show the
+    /// far end that it works. Codecs without DTX ignore it.
+    fn restart_dtx(&mut self) {}
 }
 
 /// A voice decoder: RTP payloads in, mono PCM out, with concealment.

@@ -196,6 +196,10 @@ impl Encoder for OpusEncoder {
     fn settings(&self) -> EncoderSettings {
         self.config.settings
     }
+
+    fn restart_dtx(&mut self) {
+        self.silent_frames = 0;
+    }
 }
 
 /// Opus decoder, mono, with packet loss concealment and in-band FEC recovery.
@@ -377,6 +381,17 @@ mod tests {
             .count();
         // 10 hangover frames, then one keepalive per 400 ms over the remaining 1.8 s.
         assert_eq!(sent, 10 + 90 / 20);
+        // After a restart (a new path) the hangover's frames go out again.
+        enc.restart_dtx();
+        let resent = (0..10)
+            .filter(|_| {
+                matches!(
+                    enc.encode(&silence, &mut Vec::new()).unwrap(),
+                    Encoded::Packet(_)
+                )
+            })
+            .count();
+        assert_eq!(resent, 10);
         let speech = tone(16_000, 320, 0);
         assert!(matches!(
             enc.encode(&speech, &mut Vec::new()).unwrap(),

@@ -264,6 +264,11 @@ impl Phone {
         let took = c.roam.since.map(|s| now.saturating_duration_since(s));
         c.roam = Roam::default();
         c.path = Some(path);
+        // A silent phone (DTX) would send on the new path only at its next
+        // keepalive; the far end waits for our packets to call its path restored.
+        if let Some(tx) = c.tx.as_mut() {
+            tx.restart_dtx();
+        }
         tracing::info!(?took, path = path.path_str(), "media path restored");
         self.events.push_back(PhoneEvent::Connected { path });
     }
