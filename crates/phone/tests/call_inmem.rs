@@ -10,10 +10,6 @@ use natter_phone::sip::EndReason;
 use natter_phone::voice::OPUS_RATE;
 use natter_phone::PhoneEvent;
 
-fn connected(e: &PhoneEvent) -> bool {
-    matches!(e, PhoneEvent::Connected { .. })
-}
-
 fn path_of(events: &[PhoneEvent]) -> (String, String, String) {
     events
         .iter()
@@ -45,30 +41,7 @@ fn call_with_mic(
     w.block_direct = block_direct;
     let a = w.add("alice", force_relay);
     let b = w.add("bob", false);
-    let now = w.now;
-    w.phone(a).register(now);
-    w.phone(b).register(now);
-    w.run(Duration::from_millis(100));
-    assert!(w.phone(a).is_registered() && w.phone(b).is_registered());
-    mic(w.phone(a));
-    let now = w.now;
-    w.phone(a).dial(now, "bob").unwrap();
-    assert!(w.run_until(b, Duration::from_secs(2), |e| matches!(
-        e,
-        PhoneEvent::Incoming { .. }
-    )));
-    let now = w.now;
-    w.phone(b).answer(now).unwrap();
-    assert!(
-        w.run_until(a, Duration::from_secs(5), connected),
-        "alice: {:?}",
-        w.nodes[a].events
-    );
-    assert!(
-        w.run_until(b, Duration::from_secs(5), connected),
-        "bob: {:?}",
-        w.nodes[b].events
-    );
+    w.connect_call(a, b, "bob", mic);
     w.run(Duration::from_millis(2600));
     let now = w.now;
     w.phone(a).hangup(now);
@@ -155,20 +128,7 @@ fn the_sender_adapts_to_the_loss_the_far_end_reports() {
     let mut w = World::new();
     let a = w.add("alice", false);
     let b = w.add("bob", false);
-    let now = w.now;
-    w.phone(a).register(now);
-    w.phone(b).register(now);
-    w.run(Duration::from_millis(100));
-    w.phone(a).set_microphone(speechy(12.0));
-    let now = w.now;
-    w.phone(a).dial(now, "bob").unwrap();
-    assert!(w.run_until(b, Duration::from_secs(2), |e| matches!(
-        e,
-        PhoneEvent::Incoming { .. }
-    )));
-    let now = w.now;
-    w.phone(b).answer(now).unwrap();
-    assert!(w.run_until(a, Duration::from_secs(5), connected));
+    w.connect_call(a, b, "bob", |p| p.set_microphone(speechy(12.0)));
     // A clean path: the configured bitrate, no FEC.
     w.run(Duration::from_secs(3));
     let clean = last_stats(&w.nodes[a].events);

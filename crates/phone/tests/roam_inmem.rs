@@ -21,26 +21,7 @@ fn connected_call(force_relay: bool) -> World {
     let mut w = World::new();
     let a = w.add("alice", force_relay);
     let b = w.add("bob", false);
-    let now = w.now;
-    w.phone(a).register(now);
-    w.phone(b).register(now);
-    w.run(Duration::from_millis(100));
-    w.phone(a).set_microphone(speechy(TALK_S));
-    let now = w.now;
-    w.phone(a).dial(now, "bob").unwrap();
-    assert!(w.run_until(b, Duration::from_secs(2), |e| matches!(
-        e,
-        PhoneEvent::Incoming { .. }
-    )));
-    let now = w.now;
-    w.phone(b).answer(now).unwrap();
-    for i in [a, b] {
-        assert!(
-            w.run_until(i, Duration::from_secs(5), is_connected),
-            "{:?}",
-            w.nodes[i].events
-        );
-    }
+    w.connect_call(a, b, "bob", |p| p.set_microphone(speechy(TALK_S)));
     w
 }
 

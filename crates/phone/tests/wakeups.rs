@@ -8,7 +8,6 @@ mod common;
 use std::time::Duration;
 
 use common::{speechy, World};
-use natter_phone::PhoneEvent;
 
 /// Runs the world until phone `i`'s next timer is past `end`, one of its
 /// deadlines at a time; returns how many deadlines it reached.
@@ -36,22 +35,7 @@ fn a_call_wakes_about_once_per_frame_for_its_timers() {
     let mut w = World::new();
     let a = w.add("alice", false);
     let b = w.add("bob", false);
-    let now = w.now;
-    w.phone(a).register(now);
-    w.phone(b).register(now);
-    w.run(Duration::from_millis(100));
-    w.phone(a).set_microphone(speechy(8.0));
-    let now = w.now;
-    w.phone(a).dial(now, "bob").unwrap();
-    assert!(w.run_until(b, Duration::from_secs(2), |e| matches!(
-        e,
-        PhoneEvent::Incoming { .. }
-    )));
-    let now = w.now;
-    w.phone(b).answer(now).unwrap();
-    let connected = |e: &PhoneEvent| matches!(e, PhoneEvent::Connected { .. });
-    assert!(w.run_until(a, Duration::from_secs(5), connected));
-    assert!(w.run_until(b, Duration::from_secs(5), connected));
+    w.connect_call(a, b, "bob", |p| p.set_microphone(speechy(8.0)));
     // Past start-up (DTLS, first RTCP, jitter buffer settling).
     w.run(Duration::from_secs(2));
     let span = Duration::from_secs(4);

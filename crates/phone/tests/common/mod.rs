@@ -334,6 +334,35 @@ impl World {
         self.pump();
     }
 
+    /// Nodes `a` and `b` register; `a`, its microphone set by `mic`, calls
+    /// `callee` (b's user) and `b` answers. Returns once both are connected.
+    pub fn connect_call(&mut self, a: usize, b: usize, callee: &str, mic: impl FnOnce(&mut Phone)) {
+        let now = self.now;
+        self.phone(a).register(now);
+        self.phone(b).register(now);
+        self.run(Duration::from_millis(100));
+        assert!(self.phone(a).is_registered() && self.phone(b).is_registered());
+        mic(self.phone(a));
+        let now = self.now;
+        self.phone(a).dial(now, callee).expect("dial");
+        let incoming = |e: &PhoneEvent| matches!(e, PhoneEvent::Incoming { .. });
+        assert!(
+            self.run_until(b, Duration::from_secs(2), incoming),
+            "{:?}",
+            self.nodes[b].events
+        );
+        let now = self.now;
+        self.phone(b).answer(now).expect("answer");
+        for i in [a, b] {
+            let connected = |e: &PhoneEvent| matches!(e, PhoneEvent::Connected { .. });
+            assert!(
+                self.run_until(i, Duration::from_secs(5), connected),
+                "{:?}",
+                self.nodes[i].events
+            );
+        }
+    }
+
     /// Run until `pred` holds for node `i`'s events, at most `limit`.
     pub fn run_until(
         &mut self,
