@@ -67,9 +67,7 @@ fn audio_devices_lists_the_null_pcm() {
 fn a_call_with_a_live_microphone_and_speaker() {
     use std::time::Duration;
 
-    use common::{
-        add_user, call_when_reachable, finish, free_port, loopback, only, Serve, TempDir,
-    };
+    use common::{add_user, call_when_reachable, finish, free_port, loopback, Serve, TempDir};
     use natter_phone::media::wav::read_wav_at;
 
     let dir = TempDir::new("phone-audio");
@@ -82,9 +80,7 @@ fn a_call_with_a_live_microphone_and_speaker() {
         ("--turn", loopback(turn).to_string()),
         ("--allow-peer", "127.0.0.0/8".to_string()),
     ];
-    let args = only(&listeners, &data);
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _serve = Serve::start(&argv);
+    let _serve = Serve::only(&listeners, &data);
     let (server, turn) = (loopback(sip).to_string(), loopback(turn).to_string());
     let phone = |user: &str, pw: &str| {
         let mut c = natter();

@@ -6,9 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    add_user, call_when_reachable, finish, free_port, loopback, natter, only, Serve, TempDir,
-};
+use common::{add_user, call_when_reachable, finish, free_port, loopback, natter, Serve, TempDir};
 use natter_phone::media::wav::{read_wav_at, WavWriter};
 
 /// Two seconds of gliding harmonics at 16 kHz.
@@ -43,9 +41,7 @@ fn phones_register_and_call_over_secure_websocket() {
         ("--http", loopback(http).to_string()),
         ("--allow-peer", "127.0.0.0/8".to_string()),
     ];
-    let args = only(&listeners, &data);
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _serve = Serve::start(&argv);
+    let _serve = Serve::only(&listeners, &data);
 
     let cert = data.join("tls").join("cert.pem");
     let (talk, heard) = (dir.path().join("talk.wav"), dir.path().join("heard.wav"));
@@ -105,9 +101,7 @@ fn a_wss_phone_names_an_untrusted_certificate() {
         ("--sip", loopback(free_port()).to_string()),
         ("--http", loopback(http).to_string()),
     ];
-    let args = only(&listeners, &data);
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let _serve = Serve::start(&argv);
+    let _serve = Serve::only(&listeners, &data);
     let out = natter()
         .args([
             "phone",

@@ -110,6 +110,15 @@ impl Drop for Serve {
     }
 }
 
+impl Serve {
+    /// `natter serve --data DATA` with only `listeners` on (see [`only`]).
+    pub fn only(listeners: &[(&str, String)], data: &Path) -> Serve {
+        let args = only(listeners, data);
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        Serve::start(&argv)
+    }
+}
+
 /// `natter serve` arguments with every listener off except those given.
 pub fn only(listeners: &[(&str, String)], data: &Path) -> Vec<String> {
     let mut v = vec!["--data".to_string(), data.display().to_string()];
