@@ -67,20 +67,16 @@ fn audio_devices_lists_the_null_pcm() {
 fn a_call_with_a_live_microphone_and_speaker() {
     use std::time::Duration;
 
-    use common::{add_user, call_when_reachable, finish, free_port, loopback, Serve, TempDir};
+    use common::{call_when_reachable, finish, free_port, loopback, serve_alice_and_bob, TempDir};
     use natter_phone::media::wav::read_wav_at;
 
     let dir = TempDir::new("phone-audio");
-    let data = dir.path().join("data");
-    add_user(&data, "alice", "alice-pw-1");
-    add_user(&data, "bob", "bob-pw-2");
     let (sip, turn) = (free_port(), free_port());
     let listeners = [
         ("--sip", loopback(sip).to_string()),
         ("--turn", loopback(turn).to_string()),
-        ("--allow-peer", "127.0.0.0/8".to_string()),
     ];
-    let _serve = Serve::only(&listeners, &data);
+    let (_data, _serve) = serve_alice_and_bob(dir.path(), &listeners);
     let (server, turn) = (loopback(sip).to_string(), loopback(turn).to_string());
     let phone = |user: &str, pw: &str| {
         let mut c = natter();

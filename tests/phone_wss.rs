@@ -6,7 +6,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{add_user, call_when_reachable, finish, free_port, loopback, natter, Serve, TempDir};
+use common::{
+    add_user, call_when_reachable, finish, free_port, loopback, natter, serve_alice_and_bob, Serve,
+    TempDir,
+};
 use natter_phone::media::wav::{read_wav_at, WavWriter};
 
 /// Two seconds of gliding harmonics at 16 kHz.
@@ -31,17 +34,13 @@ fn write_tone(path: &std::path::Path) {
 #[test]
 fn phones_register_and_call_over_secure_websocket() {
     let dir = TempDir::new("phone-wss");
-    let data = dir.path().join("data");
-    add_user(&data, "alice", "alice-pw-1");
-    add_user(&data, "bob", "bob-pw-2");
     let (http, turn) = (free_port(), free_port());
     let listeners = [
         ("--sip", loopback(free_port()).to_string()),
         ("--turn", loopback(turn).to_string()),
         ("--http", loopback(http).to_string()),
-        ("--allow-peer", "127.0.0.0/8".to_string()),
     ];
-    let _serve = Serve::only(&listeners, &data);
+    let (data, _serve) = serve_alice_and_bob(dir.path(), &listeners);
 
     let cert = data.join("tls").join("cert.pem");
     let (talk, heard) = (dir.path().join("talk.wav"), dir.path().join("heard.wav"));

@@ -119,6 +119,22 @@ impl Serve {
     }
 }
 
+/// A data directory `dir/data` with the accounts alice (`alice-pw-1`) and
+/// bob (`bob-pw-2`), and `natter serve` on it with only `listeners` on and
+/// loopback peers allowed (phones relay to each other on 127.0.0.1).
+pub fn serve_alice_and_bob(
+    dir: &Path,
+    listeners: &[(&str, String)],
+) -> (std::path::PathBuf, Serve) {
+    let data = dir.join("data");
+    add_user(&data, "alice", "alice-pw-1");
+    add_user(&data, "bob", "bob-pw-2");
+    let mut all = listeners.to_vec();
+    all.push(("--allow-peer", "127.0.0.0/8".to_string()));
+    let serve = Serve::only(&all, &data);
+    (data, serve)
+}
+
 /// `natter serve` arguments with every listener off except those given.
 pub fn only(listeners: &[(&str, String)], data: &Path) -> Vec<String> {
     let mut v = vec!["--data".to_string(), data.display().to_string()];

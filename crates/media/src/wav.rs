@@ -37,6 +37,16 @@ impl Audio {
     }
 }
 
+/// Mixes interleaved frames of `channels` samples down to mono (their mean),
+/// appending to `out`; a partial frame at the end is ignored.
+pub fn downmix(interleaved: &[i16], channels: usize, out: &mut Vec<i16>) {
+    let channels = channels.max(1);
+    out.extend(interleaved.chunks_exact(channels).map(|f| {
+        let sum: i32 = f.iter().map(|&s| i32::from(s)).sum();
+        (sum / channels as i32) as i16
+    }));
+}
+
 /// Reads a WAV file as mono audio at its own rate.
 pub fn read_wav(path: impl AsRef<Path>) -> Result<Audio, MediaError> {
     let path = path.as_ref();
@@ -80,10 +90,9 @@ pub fn read_wav_from(mut reader: impl Read) -> Result<Audio, MediaError> {
         .collect::<Result<Vec<i16>, _>>()
         .map_err(|e| MediaError::NotWav(format!("truncated or corrupt sample data: {e}")))?;
     let samples = if spec.channels == 2 {
-        interleaved
-            .chunks_exact(2)
-            .map(|lr| ((i32::from(lr[0]) + i32::from(lr[1])) / 2) as i16)
-            .collect()
+        let mut mono = Vec::with_capacity(interleaved.len() / 2);
+        downmix(&interleaved, 2, &mut mono);
+        mono
     } else {
         interleaved
     };

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use natter_media::resample::Resampler;
+pub use natter_media::wav::downmix;
 
 #[cfg(feature = "audio")]
 pub mod device;
@@ -143,7 +144,7 @@ impl LiveMic {
         };
         if self.staged.len() < frame.len() {
             self.scratch.clear();
-            self.queue.pop_up_to(self.queue.len(), &mut self.scratch);
+            self.queue.pop_up_to(usize::MAX, &mut self.scratch);
             r.process(&self.scratch, &mut self.staged);
         }
         let n = frame.len().min(self.staged.len());
@@ -191,15 +192,6 @@ impl From<Vec<i16>> for MicInput {
     fn from(samples: Vec<i16>) -> Self {
         MicInput::Clip { samples, pos: 0 }
     }
-}
-
-/// Mixes interleaved frames of `channels` samples down to mono (the mean).
-pub fn downmix(interleaved: &[i16], channels: usize, out: &mut Vec<i16>) {
-    let channels = channels.max(1);
-    out.extend(interleaved.chunks_exact(channels).map(|f| {
-        let sum: i32 = f.iter().map(|&s| i32::from(s)).sum();
-        (sum / channels as i32) as i16
-    }));
 }
 
 /// Copies mono samples to every channel of interleaved frames.

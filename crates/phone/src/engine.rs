@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use natter_media::codec::{Codec, EncoderSettings};
 use natter_media::quality::{estimate_mos, EModelInput, Impairment};
+use natter_media::resample::resample;
 
 use crate::audio::{LiveMic, MicInput, SampleQueue};
 use crate::media_session::{
@@ -134,14 +135,19 @@ pub struct Phone {
     cfg: PhoneConfig,
     ua: UserAgent,
     call: Option<ActiveCall>,
-    /// Microphone input at [`OPUS_RATE`] mono (the whole file: `--play`).
-    mic: Vec<i16>,
-    /// A live microphone instead, when set.
-    live_mic: Option<SampleQueue>,
+    mic: Microphone,
     out: VecDeque<PhoneTransmit>,
     events: VecDeque<PhoneEvent>,
     audio: VecDeque<Vec<i16>>,
     last_stats: Option<Instant>,
+}
+
+/// Where calls take their microphone from.
+enum Microphone {
+    /// Mono PCM at [`OPUS_RATE`], sent from the start of each call (`--play`).
+    Clip(Vec<i16>),
+    /// A sound card's capture queue.
+    Live(SampleQueue),
 }
 
 /// Live stats every second during a call.
@@ -153,8 +159,7 @@ impl Phone {
             ua: UserAgent::new(cfg.ua.clone()),
             cfg,
             call: None,
-            mic: Vec::new(),
-            live_mic: None,
+            mic: Microphone::Clip(Vec::new()),
             out: VecDeque::new(),
             events: VecDeque::new(),
             audio: VecDeque::new(),
@@ -165,16 +170,14 @@ impl Phone {
     /// The microphone: mono PCM at [`OPUS_RATE`] (16 kHz), sent from the moment
     /// the call connects.
     pub fn set_microphone(&mut self, pcm: Vec<i16>) {
-        self.mic = pcm;
-        self.live_mic = None;
+        self.mic = Microphone::Clip(pcm);
     }
 
     /// A live microphone: each call's encoder takes its frames from `queue`
     /// (mono, at the queue's rate, resampled for the call's codec), which a
     /// sound card fills ([`crate::audio::device`]).
     pub fn set_live_microphone(&mut self, queue: SampleQueue) {
-        self.mic = Vec::new();
-        self.live_mic = Some(queue);
+        self.mic = Microphone::Live(queue);
     }
 
     pub fn register(&mut self, now: Instant) {
@@ -598,8 +601,6 @@ impl Phone {
     }
 
     fn on_connected(&mut self, now: Instant) {
-        let clip = self.mic.clone();
-        let live = self.live_mic.clone();
         let settings = self.cfg.encoder;
         let Some(c) = self.call.as_mut() else {
             return;
@@ -608,17 +609,9 @@ impl Phone {
         c.connect_by = None;
         let codec = c.media.send_codec().unwrap_or(Codec::Opus);
         c.stats.codec = codec.sdp_name().to_owned();
-        let mic = match live {
-            Some(queue) => MicInput::Live(LiveMic::new(queue, pcm_rate(codec))),
-            None if pcm_rate(codec) == OPUS_RATE => MicInput::from(clip),
-            None => MicInput::from(
-                natter_media::wav::Audio {
-                    rate: OPUS_RATE,
-                    samples: clip,
-                }
-                .resampled(pcm_rate(codec))
-                .samples,
-            ),
+        let mic = match &self.mic {
+            Microphone::Live(queue) => MicInput::Live(LiveMic::new(queue.clone(), pcm_rate(codec))),
+            Microphone::Clip(clip) => MicInput::from(resample(clip, OPUS_RATE, pcm_rate(codec))),
         };
         match (
             VoiceTx::new(now, codec, &settings, mic, rand::random()),

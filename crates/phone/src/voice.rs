@@ -55,8 +55,7 @@ impl VoiceTx {
         first_ts: u32,
     ) -> Result<Self, MediaError> {
         let encoder = codec::new_encoder(codec, OPUS_RATE, settings)?;
-        let frame = Duration::from_millis(u64::from(settings.frame_ms));
-        let ticks_per_frame = codec.rtp_clock_rate() * settings.frame_ms / 1000;
+        let (frame, ticks_per_frame) = frame_clock(codec, settings);
         Ok(VoiceTx {
             encoder,
             mic: mic.into(),
@@ -119,10 +118,15 @@ impl VoiceTx {
     /// follows a new packet time from the next frame on.
     pub fn apply(&mut self, settings: &EncoderSettings) -> Result<(), MediaError> {
         self.encoder.apply(settings)?;
-        self.frame = Duration::from_millis(u64::from(settings.frame_ms));
-        self.ticks_per_frame = self.encoder.codec().rtp_clock_rate() * settings.frame_ms / 1000;
+        (self.frame, self.ticks_per_frame) = frame_clock(self.encoder.codec(), settings);
         Ok(())
     }
+}
+
+/// One packet time, as a duration and in RTP clock ticks.
+fn frame_clock(codec: Codec, settings: &EncoderSettings) -> (Duration, u32) {
+    let frame = Duration::from_millis(u64::from(settings.frame_ms));
+    (frame, codec.rtp_clock_rate() * settings.frame_ms / 1000)
 }
 
 /// Plays out what arrives, concealing what does not.

@@ -34,6 +34,18 @@ fn count(events: &[PhoneEvent], pred: impl Fn(&PhoneEvent) -> bool) -> usize {
 }
 
 /// Run until node `i` is connected again (a second `Connected`); returns how long it took.
+/// The path of the last `Connected` event.
+fn last_path(events: &[PhoneEvent]) -> natter_phone::media_session::PathInfo {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            PhoneEvent::Connected { path } => Some(*path),
+            _ => None,
+        })
+        .expect("connected")
+}
+
 fn until_reconnected(w: &mut World, i: usize, limit: Duration) -> Duration {
     let start = w.now;
     let end = start + limit;
@@ -89,14 +101,7 @@ fn the_caller_moves_to_a_new_network_and_the_call_carries_on() {
         })
         .collect();
     assert_eq!(seq, ["connected", "reconnecting", "connected"], "{ev:?}");
-    let path = ev
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            PhoneEvent::Connected { path } => Some(*path),
-            _ => None,
-        })
-        .expect("connected");
+    let path = last_path(ev);
     assert_eq!(
         path.local_addr, w.nodes[a].media,
         "new path from the new address"
@@ -138,15 +143,7 @@ fn a_relayed_call_gets_a_new_allocation_after_a_move() {
     w.run(Duration::from_millis(500));
     w.move_node(0, IpAddr::from([10, 0, 9, 1]));
     until_reconnected(&mut w, 0, Duration::from_secs(5));
-    let path = w.nodes[0]
-        .events
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            PhoneEvent::Connected { path } => Some(*path),
-            _ => None,
-        })
-        .expect("connected");
+    let path = last_path(&w.nodes[0].events);
     assert!(path.relayed, "{path:?}");
     assert_eq!(path.local.as_str(), "relay");
 }
@@ -275,15 +272,7 @@ fn the_callee_moves_and_restarts_ice_itself() {
         "bob reconnected after {took:?}"
     );
     until_reconnected(&mut w, a, Duration::from_secs(2));
-    let path = w.nodes[b]
-        .events
-        .iter()
-        .rev()
-        .find_map(|e| match e {
-            PhoneEvent::Connected { path } => Some(*path),
-            _ => None,
-        })
-        .expect("connected");
+    let path = last_path(&w.nodes[b].events);
     assert_eq!(
         path.local_addr, w.nodes[b].media,
         "bob's new address carries the call"

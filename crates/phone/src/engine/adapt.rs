@@ -16,7 +16,6 @@ use crate::voice::VoiceTx;
 
 pub(super) struct Adapt {
     policy: RatePolicy,
-    clock_rate: u32,
 }
 
 impl Adapt {
@@ -37,7 +36,6 @@ impl Adapt {
         };
         Some(Adapt {
             policy: RatePolicy::new(config, *settings),
-            clock_rate: codec.rtp_clock_rate(),
         })
     }
 
@@ -51,7 +49,10 @@ impl Adapt {
         let report = Report {
             loss_fraction: loss,
             rtt: s.rtt.unwrap_or_default(),
-            jitter: Duration::from_secs_f64(f64::from(jitter_ticks) / f64::from(self.clock_rate)),
+            // Only Opus calls adapt: the jitter is in its 48 kHz RTP ticks.
+            jitter: Duration::from_secs_f64(
+                f64::from(jitter_ticks) / f64::from(Codec::Opus.rtp_clock_rate()),
+            ),
         };
         if let Some(new) = self.policy.handle_report(now, &report) {
             match tx.apply(&new) {
