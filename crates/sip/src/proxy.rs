@@ -212,7 +212,6 @@ impl Server {
             cancel_pending: false,
             cancel_interval: self.cfg.t1,
             final_code: None,
-            timer_c: invite.then(|| now + self.cfg.timer_c),
             udp,
         });
         if let Some(s) = self.txs.server(sid) {
@@ -307,6 +306,10 @@ impl Server {
         }
         if resp.cseq().is_some_and(|c| c.method == Method::Cancel) {
             client.cancel = None; // our CANCEL was answered
+            self.timers.cancel(Timer::Client {
+                tx: cid,
+                kind: ClientTimer::CancelRetransmit,
+            });
             return;
         }
         let (sid, state) = (client.server, client.state);
@@ -344,10 +347,24 @@ impl Server {
         }
         client.state = ClientState::Proceeding;
         let (sid, invite, pending) = (client.server, client.invite, client.cancel_pending);
+        let cancelling = pending || client.cancel.is_some();
+        if invite {
+            // Timers A and B run only in Calling (§17.1.1.2); after a CANCEL
+            // the Timeout is the deadline for the branch's answer and stays.
+            self.timers.cancel(Timer::Client {
+                tx: cid,
+                kind: ClientTimer::Retransmit,
+            });
+            if !cancelling {
+                self.timers.cancel(Timer::Client {
+                    tx: cid,
+                    kind: ClientTimer::Timeout,
+                });
+            }
+        }
         if pending {
             self.send_cancel(now, cid);
         } else if invite {
-            client.timer_c = Some(now + self.cfg.timer_c);
             self.timers.set(
                 now + self.cfg.timer_c,
                 Timer::Client {
@@ -376,6 +393,10 @@ impl Server {
         let invite = server.invite;
         server.state = ServerState::Done;
         server.last = None;
+        self.timers.cancel(Timer::Server {
+            tx: sid,
+            kind: ServerTimer::Retransmit,
+        });
         let bytes = up.to_bytes();
         self.send(caller, bytes);
         if state == ClientState::Completed {
@@ -514,7 +535,9 @@ impl Server {
         );
     }
 
+    /// The branch is Completed: only its Linger timer (D, K, M) remains.
     pub(crate) fn linger_client(&mut self, now: Instant, cid: u64, after: std::time::Duration) {
+        self.timers.cancel_client(cid, None);
         self.timers.set(
             now + after,
             Timer::Client {
@@ -581,8 +604,9 @@ impl Server {
         } else {
             self.send_cancel(now, cid);
         }
-        // If the branch never answers, give up on it after 64*T1.
-        self.timers.set(
+        // If the branch never answers, give up on it after 64*T1 (or at
+        // Timer B, when that is still armed and earlier).
+        self.timers.set_no_later(
             now + self.cfg.t1 * 64,
             Timer::Client {
                 tx: cid,

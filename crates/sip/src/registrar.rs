@@ -372,8 +372,7 @@ impl Server {
         let bytes = self.reply_with(flow, req, code, reason, extra);
         if !flow.transport.is_reliable() && req.method() != Some(&crate::Method::Invite) {
             let linger = self.cfg.t1 * 64;
-            self.txs
-                .cache_response(now, &mut self.timers, req, linger, bytes);
+            self.txs.cache_response(now, req, linger, bytes);
         }
     }
 

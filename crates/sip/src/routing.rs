@@ -20,7 +20,11 @@ impl Server {
         if let Some(sid) = server_key(&req, true).and_then(|k| self.txs.find_server(&k)) {
             if let Some(server) = self.txs.server(sid) {
                 if server.state == ServerState::Completed {
-                    server.state = ServerState::Done; // stops Timer G
+                    server.state = ServerState::Done;
+                    self.timers.cancel(Timer::Server {
+                        tx: sid,
+                        kind: ServerTimer::Retransmit,
+                    }); // Timer G stops
                 }
             }
             return;
@@ -198,7 +202,6 @@ impl Server {
                     },
                 );
             }
-            ClientTimer::C if client.timer_c.is_some_and(|due| due > now) => {} // pushed back
             ClientTimer::C if state == ClientState::Proceeding => {
                 debug!(branch = %client.branch, "timer C: cancelling an unanswered branch");
                 self.cancel_branch(now, cid);
@@ -223,7 +226,7 @@ impl Server {
             }
             ClientTimer::Linger => {
                 if state == ClientState::Completed {
-                    self.txs.remove_client(cid);
+                    self.txs.remove_client(cid, &mut self.timers);
                 }
             }
         }
@@ -238,7 +241,7 @@ impl Server {
         client.state = ClientState::Completed;
         let cancelled = client.cancel.is_some() || client.cancel_pending;
         client.final_code = Some(if cancelled { 487 } else { 408 });
-        self.txs.remove_client(cid);
+        self.txs.remove_client(cid, &mut self.timers);
         let Some(server) = self.txs.server(sid) else {
             return;
         };
@@ -292,14 +295,14 @@ impl Server {
                         self.give_up_branch(now, cid, sid);
                     }
                 }
-                if let Some(server) = self.txs.remove_server(sid) {
+                if let Some(server) = self.txs.remove_server(sid, &mut self.timers) {
                     for cid in server.branches {
                         if self
                             .txs
                             .client(cid)
                             .is_some_and(|c| c.state != ClientState::Completed)
                         {
-                            self.txs.remove_client(cid);
+                            self.txs.remove_client(cid, &mut self.timers);
                         }
                     }
                 }

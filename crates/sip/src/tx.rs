@@ -72,9 +72,6 @@ pub(crate) struct ClientTx {
     pub cancel_pending: bool,
     pub cancel_interval: Duration,
     pub final_code: Option<u16>,
-    /// The current Timer C deadline (provisional responses push it back;
-    /// older entries in the timer table are then ignored).
-    pub timer_c: Option<std::time::Instant>,
     /// The UDP flow this branch was moved to TCP from because the request
     /// is large (RFC 3261 §18.1.1); it falls back there if TCP fails.
     pub udp: Option<Flow>,
@@ -147,15 +144,19 @@ impl Transactions {
         self.clients.get_mut(&id)
     }
 
-    pub(crate) fn remove_server(&mut self, id: u64) -> Option<ServerTx> {
+    /// Forget a server transaction and disarm its timers.
+    pub(crate) fn remove_server(&mut self, id: u64, timers: &mut Timers) -> Option<ServerTx> {
         let tx = self.servers.remove(&id)?;
         self.server_index.remove(&tx.key);
+        timers.cancel_server(id);
         Some(tx)
     }
 
-    pub(crate) fn remove_client(&mut self, id: u64) -> Option<ClientTx> {
+    /// Forget a client transaction and disarm its timers.
+    pub(crate) fn remove_client(&mut self, id: u64, timers: &mut Timers) -> Option<ClientTx> {
         let tx = self.clients.remove(&id)?;
         self.client_index.remove(&tx.branch);
+        timers.cancel_client(id, None);
         Some(tx)
     }
 
@@ -183,7 +184,6 @@ impl Transactions {
     pub(crate) fn cache_response(
         &mut self,
         now: Instant,
-        _timers: &mut Timers,
         req: &Message,
         linger: Duration,
         bytes: Vec<u8>,

@@ -428,6 +428,109 @@ fn retransmitted_invite_gets_the_last_response_not_a_new_branch() {
     assert_eq!((to, resent.code()), (c.alice_flow, Some(180)));
 }
 
+/// Walk time forward by `by`, one `handle_timeout` per deadline the core
+/// names; returns the deadlines, less the housekeeping sweeps (every 5 s
+/// from `t0`).
+fn wakeups(h: &mut Harness, t0: std::time::Instant, by: Duration) -> Vec<Duration> {
+    let end = h.now + by;
+    let mut seen = Vec::new();
+    while let Some(at) = h.server.poll_timeout().filter(|at| *at <= end) {
+        h.now = h.now.max(at);
+        h.server.handle_timeout(h.now);
+        let since = at - t0;
+        if !since.as_millis().is_multiple_of(5000) {
+            seen.push(since);
+        }
+    }
+    h.now = end;
+    seen
+}
+
+#[test]
+fn finished_transactions_leave_no_dead_deadlines() {
+    let mut c = setup(1);
+    let t0 = c.h.now;
+    let (_inv, branches) = c.invite("bob");
+    c.answer(&branches[0], 180, "b0");
+    c.h.now += Duration::from_millis(100);
+    c.answer(&branches[0], 180, "b0"); // pushes Timer C back
+    c.answer(&branches[0], 200, "b0");
+    let ok =
+        c.h.drain()
+            .into_iter()
+            .find(|(f, m)| *f == c.alice_flow && m.code() == Some(200))
+            .expect("200 forwarded")
+            .1;
+    // Timers A (500 ms), B (32 s), both Timer C deadlines and the server
+    // transaction's safety net are dead: only the lingers (Timer M, 64*T1)
+    // and the sweep remain.
+    let open = c.h.server.open_state();
+    assert_eq!(open.timers, 3, "{open:?}");
+    assert_eq!(
+        c.h.server.poll_timeout(),
+        Some(t0 + Duration::from_secs(5)),
+        "the next wake-up is the sweep, not the dead Timer A"
+    );
+
+    // A BYE answered at once: Timers E and F die with the 200.
+    c.h.send(c.alice_flow, &in_dialog(&ok, Method::Bye, "z9hG4bK-bye", 2));
+    let (_, bye) = c.h.one();
+    c.h.send(c.bob_flows[0], &bye.response(200, "OK", None));
+    c.h.one();
+    let done = Duration::from_millis(100) + Duration::from_secs(32);
+    assert_eq!(
+        wakeups(&mut c.h, t0, Duration::from_secs(60)),
+        vec![done],
+        "only the lingers of both transaction pairs (all at 64*T1), then nothing"
+    );
+    assert_no_leaks(&mut c.h);
+}
+
+#[test]
+fn an_answered_cancel_stops_its_retransmissions() {
+    let mut c = setup(1);
+    let t0 = c.h.now;
+    let (inv, branches) = c.invite("bob");
+    c.answer(&branches[0], 180, "b0");
+    c.h.drain();
+    let mut cancel = Message::request(Method::Cancel, inv.request_uri().unwrap());
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+    ] {
+        cancel.push(name.clone(), inv.header(&name).unwrap());
+    }
+    cancel.push(
+        HeaderName::CSeq,
+        format!("{} CANCEL", inv.cseq().unwrap().seq),
+    );
+    cancel.push(HeaderName::MaxForwards, "70");
+    c.h.send(c.alice_flow, &cancel);
+    let ours =
+        c.h.drain()
+            .into_iter()
+            .find(|(_, m)| m.method() == Some(&Method::Cancel))
+            .expect("CANCEL passed on")
+            .1;
+    c.h.send(c.bob_flows[0], &ours.response(200, "OK", Some("b0")));
+    // The CANCEL is answered but the INVITE not yet: the live deadlines are
+    // the branch's 64*T1 give-up and Timer C, no CANCEL retransmission.
+    assert!(c.h.drain().is_empty());
+    assert_eq!(
+        wakeups(&mut c.h, t0, Duration::from_secs(10)),
+        Vec::<Duration>::new(),
+        "no wake-up for the answered CANCEL's Timer E"
+    );
+    c.answer(&branches[0], 487, "b0");
+    let up = c.h.drain();
+    assert!(up
+        .iter()
+        .any(|(f, m)| *f == c.alice_flow && m.code() == Some(487)));
+    assert_no_leaks(&mut c.h);
+}
+
 fn assert_no_leaks(h: &mut Harness) {
     h.advance(Duration::from_secs(400));
     let open = h.server.open_state();

@@ -150,10 +150,10 @@ const OUTBOX_EVERY: Duration = Duration::from_millis(250);
 /// …or when this many are waiting.
 const OUTBOX_MAX: usize = 1024;
 
-/// Timers are run at most this often. The core's timers are RFC 3261
-/// ones (500 ms and up) and most entries are stale when they come due (the
-/// transaction already ended), so a wake-up for each would cost more than
-/// the work; 10 ms of lateness changes nothing for them.
+/// Timers are run at most this often. The core's deadlines are all live
+/// (a transaction's timers are disarmed when it moves on or ends), but they
+/// are RFC 3261 ones (500 ms and up), one or more per transaction: under
+/// load, batching them costs nothing and 10 ms of lateness changes nothing.
 const TIMER_SLACK: Duration = Duration::from_millis(10);
 
 /// `recvmmsg` calls per wake-up before the inbox and timers get a turn (the
