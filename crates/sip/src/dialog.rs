@@ -3,7 +3,7 @@
 //! (their NAT mappings) and only ever between the two parties, never to an
 //! address named in the request (no open relay).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::flow::{ConnId, Flow};
@@ -27,9 +27,29 @@ pub(crate) struct Dialog {
 /// Key: Call-ID and the two tags in sorted order (direction-free).
 type Key = (String, String, String);
 
+/// Where a party's dialogs are indexed: its connection for stream flows
+/// (so a closed connection finds its dialogs), the flow itself for UDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Party {
+    Conn(ConnId),
+    Udp(Flow),
+}
+
+fn party(flow: &Flow) -> Party {
+    match flow.conn {
+        Some(conn) => Party::Conn(conn),
+        None => Party::Udp(*flow),
+    }
+}
+
+/// All dialogs, by key and by each party's flow: a closed connection or a
+/// moved party touches only its own dialogs, never every dialog.
 #[derive(Debug, Default)]
 pub(crate) struct Dialogs {
-    map: HashMap<Key, Dialog>,
+    ids: HashMap<Key, u64>,
+    map: HashMap<u64, (Key, Dialog)>,
+    by_party: HashMap<Party, HashSet<u64>>,
+    next_id: u64,
 }
 
 fn key(call_id: &str, a: &str, b: &str) -> Key {
@@ -55,8 +75,16 @@ impl Dialogs {
             caller_gone: false,
             callee_gone: false,
         };
-        self.map
-            .insert(key(call_id, caller_tag, callee_tag), dialog);
+        let key = key(call_id, caller_tag, callee_tag);
+        if let Some(old) = self.ids.get(&key).copied() {
+            self.remove_id(old);
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        self.ids.insert(key.clone(), id);
+        self.index(id, &caller);
+        self.index(id, &callee);
+        self.map.insert(id, (key, dialog));
     }
 
     /// The dialog of an in-dialog request, refreshed.
@@ -67,50 +95,119 @@ impl Dialogs {
         to_tag: &str,
         now: Instant,
     ) -> Option<Dialog> {
-        let d = self.map.get_mut(&key(call_id, from_tag, to_tag))?;
+        let id = self.ids.get(&key(call_id, from_tag, to_tag))?;
+        let (_, d) = self.map.get_mut(id)?;
         d.expires = now + DIALOG_IDLE;
         Some(d.clone())
     }
 
     /// A party re-registered over `new`: its dialogs on `old` now use `new`.
     pub(crate) fn move_flow(&mut self, old: &Flow, new: Flow) {
-        for d in self.map.values_mut() {
+        if *old == new {
+            return;
+        }
+        let Some(ids) = self.by_party.get(&party(old)) else {
+            return;
+        };
+        let ids: Vec<u64> = ids.iter().copied().collect();
+        for id in ids {
+            let Some((_, d)) = self.map.get_mut(&id) else {
+                continue;
+            };
+            let mut moved = false;
             if d.caller == *old {
                 d.caller = new;
                 d.caller_gone = false;
+                moved = true;
             }
             if d.callee == *old {
                 d.callee = new;
                 d.callee_gone = false;
+                moved = true;
+            }
+            if moved {
+                self.unindex_unless_used(id, old);
+                self.index(id, &new);
             }
         }
     }
 
     /// A connection closed: the parties that used it are marked gone.
     pub(crate) fn connection_closed(&mut self, conn: ConnId) {
-        for d in self.map.values_mut() {
-            d.caller_gone |= d.caller.conn == Some(conn);
-            d.callee_gone |= d.callee.conn == Some(conn);
+        let Some(ids) = self.by_party.get(&Party::Conn(conn)) else {
+            return;
+        };
+        for id in ids {
+            if let Some((_, d)) = self.map.get_mut(id) {
+                d.caller_gone |= d.caller.conn == Some(conn);
+                d.callee_gone |= d.callee.conn == Some(conn);
+            }
         }
     }
 
     pub(crate) fn remove(&mut self, call_id: &str, from_tag: &str, to_tag: &str) {
-        self.map.remove(&key(call_id, from_tag, to_tag));
+        if let Some(id) = self.ids.get(&key(call_id, from_tag, to_tag)).copied() {
+            self.remove_id(id);
+        }
     }
 
     pub(crate) fn expire(&mut self, now: Instant) {
-        self.map.retain(|_, d| d.expires > now);
+        let expired: Vec<u64> = self
+            .map
+            .iter()
+            .filter(|(_, (_, d))| d.expires <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.remove_id(id);
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+
+    fn remove_id(&mut self, id: u64) {
+        let Some((key, d)) = self.map.remove(&id) else {
+            return;
+        };
+        self.ids.remove(&key);
+        for flow in [d.caller, d.callee] {
+            self.unindex(id, &flow);
+        }
+    }
+
+    fn index(&mut self, id: u64, flow: &Flow) {
+        self.by_party.entry(party(flow)).or_default().insert(id);
+    }
+
+    fn unindex(&mut self, id: u64, flow: &Flow) {
+        let p = party(flow);
+        if let Some(ids) = self.by_party.get_mut(&p) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_party.remove(&p);
+            }
+        }
+    }
+
+    /// Drop `id` from `flow`'s entry unless the other party still uses it.
+    fn unindex_unless_used(&mut self, id: u64, flow: &Flow) {
+        let p = party(flow);
+        let used = self
+            .map
+            .get(&id)
+            .is_some_and(|(_, d)| party(&d.caller) == p || party(&d.callee) == p);
+        if !used {
+            self.unindex(id, flow);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::Transport;
+    use crate::flow::{ConnId, Transport};
     use std::net::SocketAddr;
 
     #[test]
@@ -159,5 +256,82 @@ mod tests {
         assert_eq!((got.caller_gone, got.callee_gone), (false, true));
         d.move_flow(&b, flow(6001, 4));
         assert!(!d.touch("c", "A", "B", t0).unwrap().callee_gone);
+    }
+
+    #[test]
+    fn a_closed_connection_or_a_moved_party_touches_only_its_own_dialogs() {
+        let tcp = |port: u16, conn: u64| Flow {
+            transport: Transport::Tcp,
+            local: "192.0.2.1:5060".parse().unwrap(),
+            remote: SocketAddr::from(([10, 0, 0, 1], port)),
+            conn: Some(crate::flow::ConnId(conn)),
+        };
+        let udp = |port: u16| Flow {
+            transport: Transport::Udp,
+            local: "192.0.2.1:5060".parse().unwrap(),
+            remote: SocketAddr::from(([10, 0, 0, 2], port)),
+            conn: None,
+        };
+        let t0 = Instant::now();
+        let mut d = Dialogs::default();
+        d.insert("1", "A", "B", tcp(1000, 1), udp(2000), t0);
+        d.insert("2", "C", "D", tcp(1001, 2), tcp(1000, 1), t0);
+        d.insert("3", "E", "F", udp(3000), udp(2000), t0);
+        for n in 0..1000 {
+            d.insert(&format!("x{n}"), "G", "H", udp(4000), udp(5000), t0);
+        }
+        let bucket = |d: &Dialogs, p: Party| d.by_party.get(&p).map_or(0, |ids| ids.len());
+        assert_eq!(bucket(&d, Party::Conn(ConnId(1))), 2);
+        assert_eq!(bucket(&d, Party::Udp(udp(2000))), 2);
+
+        d.connection_closed(ConnId(1));
+        let gone = |d: &mut Dialogs, c: &str, a: &str, b: &str| {
+            let x = d.touch(c, a, b, t0).unwrap();
+            (x.caller_gone, x.callee_gone)
+        };
+        assert_eq!(gone(&mut d, "1", "A", "B"), (true, false));
+        assert_eq!(gone(&mut d, "2", "C", "D"), (false, true));
+        assert_eq!(gone(&mut d, "3", "E", "F"), (false, false));
+        assert_eq!(gone(&mut d, "x7", "G", "H"), (false, false));
+
+        // The party on connection 1 reconnects as connection 9.
+        d.move_flow(&tcp(1000, 1), tcp(1000, 9));
+        assert_eq!(bucket(&d, Party::Conn(ConnId(1))), 0, "entry dropped");
+        assert_eq!(bucket(&d, Party::Conn(ConnId(9))), 2);
+        assert_eq!(gone(&mut d, "2", "C", "D"), (false, false));
+        d.connection_closed(ConnId(1));
+        assert_eq!(
+            gone(&mut d, "1", "A", "B"),
+            (false, false),
+            "old id: nothing"
+        );
+
+        d.remove("2", "D", "C");
+        assert_eq!(bucket(&d, Party::Conn(ConnId(2))), 0);
+        assert_eq!(bucket(&d, Party::Conn(ConnId(9))), 1);
+        d.expire(t0 + DIALOG_IDLE);
+        assert_eq!(d.len(), 0);
+        assert!(
+            d.by_party.is_empty() && d.ids.is_empty(),
+            "no index left over"
+        );
+    }
+
+    #[test]
+    fn a_dialog_inserted_again_is_indexed_once() {
+        let f = |port: u16, conn: u64| Flow {
+            transport: Transport::Ws,
+            local: "192.0.2.1:443".parse().unwrap(),
+            remote: SocketAddr::from(([10, 0, 0, 3], port)),
+            conn: Some(ConnId(conn)),
+        };
+        let t0 = Instant::now();
+        let mut d = Dialogs::default();
+        d.insert("c", "A", "B", f(1, 1), f(2, 2), t0);
+        d.insert("c", "B", "A", f(3, 3), f(2, 2), t0);
+        assert_eq!(d.len(), 1);
+        assert!(!d.by_party.contains_key(&Party::Conn(ConnId(1))));
+        d.remove("c", "A", "B");
+        assert!(d.by_party.is_empty() && d.ids.is_empty());
     }
 }
