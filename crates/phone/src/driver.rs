@@ -17,8 +17,12 @@ use tokio::sync::mpsc;
 
 use crate::engine::{Phone, PhoneEvent, PhoneTransmit};
 
+mod media_socket;
 mod netwatch;
 mod roam;
+mod wakeup;
+
+use media_socket::MediaSocket;
 
 /// What the user asks of the phone.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +69,7 @@ pub struct Opened {
     sip: SipLink,
     /// The local IP towards the server when the sockets were opened.
     ip: std::net::IpAddr,
-    media: Arc<UdpSocket>,
+    media: MediaSocket,
     turn_stream: Option<StreamWriter>,
     turn_frames: Option<mpsc::Receiver<Vec<u8>>>,
     links: Links,
@@ -131,8 +135,7 @@ pub fn local_ip_towards(remote: SocketAddr) -> Result<std::net::IpAddr, DriverEr
 /// Returns the sockets and the local addresses for Via/Contact and the host candidate.
 pub async fn open(links: Links) -> Result<(Opened, SocketAddr, SocketAddr), DriverError> {
     let ip = local_ip_towards(links.sip)?;
-    let media = UdpSocket::bind(SocketAddr::new(ip, 0))
-        .await
+    let media = MediaSocket::bind(SocketAddr::new(ip, 0))
         .map_err(|e| DriverError::Socket(e.to_string()))?;
     let media_addr = media
         .local_addr()
@@ -142,7 +145,7 @@ pub async fn open(links: Links) -> Result<(Opened, SocketAddr, SocketAddr), Driv
     let opened = Opened {
         ip,
         sip,
-        media: Arc::new(media),
+        media,
         turn_stream,
         turn_frames,
         links,
@@ -337,12 +340,13 @@ pub async fn run(
     let mut sbuf = vec![0u8; 65_536];
     let mut net = roam::Watch::new();
     let mut changes = netwatch::NetWatch::new();
+    let mut wakeup = wakeup::Wakeup::new();
     loop {
         flush(&mut phone, &mut opened, &events).await;
-        let wake = phone
-            .poll_timeout()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(3600));
+        wakeup.set(
+            phone.poll_timeout().map(tokio::time::Instant::from_std),
+            phone.voice_period(),
+        );
         tokio::select! {
             r = opened.media.recv_from(&mut mbuf) => {
                 if let Ok((n, from)) = r {
@@ -388,7 +392,7 @@ pub async fn run(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(wake) => phone.handle_timeout(Instant::now()),
+            _ = wakeup.sleep() => phone.handle_timeout(Instant::now()),
         }
     }
 }
@@ -425,14 +429,14 @@ async fn flush(
         match t {
             PhoneTransmit::Sip(bytes) => send_sip(&mut opened.sip, &bytes).await,
             PhoneTransmit::Udp { to, bytes } => {
-                let _ = opened.media.send_to(&bytes, to).await;
+                opened.media.send_to(&bytes, to);
             }
             PhoneTransmit::Turn(bytes) => match opened.turn_stream.as_mut() {
                 Some(w) => {
                     let _ = w.write_all(&bytes).await;
                 }
                 None => {
-                    let _ = opened.media.send_to(&bytes, opened.links.turn).await;
+                    opened.media.send_to(&bytes, opened.links.turn);
                 }
             },
         }

@@ -290,6 +290,13 @@ impl Phone {
         t
     }
 
+    /// The packet time while the call sends voice on a working path: the
+    /// cadence of [`Self::poll_timeout`] then (a driver can keep its timer
+    /// primed one frame ahead). `None` otherwise.
+    pub fn voice_period(&self) -> Option<Duration> {
+        Slack::of(self.call.as_ref()).frame()
+    }
+
     pub fn poll_transmit(&mut self) -> Option<PhoneTransmit> {
         self.out.pop_front()
     }

@@ -4,10 +4,8 @@
 //! registers again and restarts ICE (see `engine::roam`).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 use super::{local_ip_towards, open_sip, open_turn_stream, DriverError, Links, Opened, SipLink};
@@ -124,13 +122,12 @@ impl Watch {
 
 /// A media socket on `ip` (and a new TURN stream for TURN over TCP/TLS).
 async fn move_media(opened: &mut Opened, ip: IpAddr) -> Result<SocketAddr, DriverError> {
-    let s = UdpSocket::bind(SocketAddr::new(ip, 0))
-        .await
+    let s = super::MediaSocket::bind(SocketAddr::new(ip, 0))
         .map_err(|e| DriverError::Socket(e.to_string()))?;
     let host = s
         .local_addr()
         .map_err(|e| DriverError::Socket(e.to_string()))?;
-    opened.media = Arc::new(s);
+    opened.media = s;
     if opened.turn_stream.is_some() {
         match tokio::time::timeout(CONNECT_TIMEOUT, open_turn_stream(&opened.links)).await {
             Ok(Ok((w, f))) => (opened.turn_stream, opened.turn_frames) = (w, f),

@@ -20,7 +20,8 @@ pub const MAX_SLACK: Duration = Duration::from_millis(20);
 pub(super) struct Slack {
     /// The next voice frame, when one is being sent and the path is up.
     tick: Option<Instant>,
-    window: Duration,
+    /// The packet time.
+    frame: Duration,
 }
 
 impl Slack {
@@ -33,8 +34,13 @@ impl Slack {
         };
         Slack {
             tick: Some(tx.poll_timeout()),
-            window: Duration::from_millis(u64::from(tx.settings().frame_ms)).min(MAX_SLACK),
+            frame: Duration::from_millis(u64::from(tx.settings().frame_ms)),
         }
+    }
+
+    /// The packet time, if voice is being sent (the frame clock ticks).
+    pub(super) fn frame(&self) -> Option<Duration> {
+        self.tick.map(|_| self.frame)
     }
 
     /// The next voice frame's deadline, if voice is being sent.
@@ -46,7 +52,9 @@ impl Slack {
     pub(super) fn defer(&self, deadline: Option<Instant>) -> Option<Instant> {
         let d = deadline?;
         match self.tick {
-            Some(tick) if d <= tick && tick.duration_since(d) <= self.window => Some(tick),
+            Some(tick) if d <= tick && tick.duration_since(d) <= self.frame.min(MAX_SLACK) => {
+                Some(tick)
+            }
             _ => Some(d),
         }
     }
@@ -64,8 +72,9 @@ mod tests {
         let tick = t0 + 20 * MS;
         let s = Slack {
             tick: Some(tick),
-            window: 20 * MS,
+            frame: 20 * MS,
         };
+        assert_eq!(s.frame(), Some(20 * MS));
         assert_eq!(s.defer(Some(t0 + 5 * MS)), Some(tick));
         assert_eq!(s.defer(Some(t0)), Some(tick));
         assert_eq!(s.defer(Some(tick)), Some(tick));
@@ -81,5 +90,6 @@ mod tests {
         let t0 = Instant::now();
         let idle = Slack::of(None);
         assert_eq!(idle.defer(Some(t0 + 5 * MS)), Some(t0 + 5 * MS));
+        assert_eq!(idle.frame(), None);
     }
 }
