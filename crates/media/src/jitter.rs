@@ -21,6 +21,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+mod transit;
+use transit::TransitWindow;
+
 /// Jitter buffer configuration; [`JitterConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JitterConfig {
@@ -159,7 +162,7 @@ pub struct JitterBuffer {
     seen: Vec<i64>,
     epoch: Option<Instant>,
     newest: Option<Newest>,
-    transit: VecDeque<i64>,
+    transit: TransitWindow,
     frame_ticks: i64,
     steps: VecDeque<i64>,
     play: Option<Cursor>,
@@ -227,7 +230,7 @@ impl JitterBuffer {
             seen: vec![i64::MIN; SEEN],
             epoch: None,
             newest: None,
-            transit: VecDeque::new(),
+            transit: TransitWindow::default(),
             frame_ticks,
             steps: VecDeque::new(),
             play: None,
@@ -353,10 +356,7 @@ impl JitterBuffer {
         if self.transit.len() < 2 {
             return dur_to_ticks(self.config.initial_delay, clock).clamp(min, max);
         }
-        let mut sorted: Vec<i64> = self.transit.iter().copied().collect();
-        sorted.sort_unstable();
-        let p95 = sorted[(sorted.len() - 1) * 95 / 100];
-        let spread = p95 - sorted[0];
+        let spread = self.transit.spread();
         // After a loss, room for the next packet as well: it carries the
         // lost one's FEC, and arrives one frame after the lost one would have
         // (at the bare minimum delay it comes just as the gap is played).
@@ -370,7 +370,7 @@ impl JitterBuffer {
     }
 
     fn min_transit(&self) -> i64 {
-        self.transit.iter().copied().min().unwrap_or(0)
+        self.transit.min()
     }
 
     /// Extends 16-bit sequence numbers and 32-bit timestamps across wraps.
@@ -411,10 +411,7 @@ impl JitterBuffer {
             let d = (transit - n.transit).abs() as f64;
             self.jitter_ticks += (d - self.jitter_ticks) / 16.0;
         }
-        self.transit.push_back(transit);
-        while self.transit.len() > self.config.window.max(2) {
-            self.transit.pop_front();
-        }
+        self.transit.push(transit, self.config.window.max(2));
         if self.newest.is_none_or(|n| ext_seq > n.seq) {
             self.newest = Some(Newest {
                 seq: ext_seq,
