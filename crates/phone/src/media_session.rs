@@ -17,12 +17,15 @@ use str0m::format::Codec as RtcCodec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::Extension;
-use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig};
 
 use crate::turn_client::{TurnClient, TurnConfig, TurnEvent};
 use crate::PhoneError;
 
 mod restart;
+mod types;
+
+pub use types::{CandidateType, MediaEvent, MediaOut, PathInfo, TransportStats};
 
 /// How many times in a row str0m may ask to run again at once before the
 /// driver's next wake-up takes over (it normally asks once, after a write).
@@ -53,105 +56,6 @@ impl MediaConfig {
             gather_timeout: Duration::from_secs(2),
         }
     }
-}
-
-/// A datagram or stream frame to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MediaOut {
-    /// From the media socket to `to`.
-    Udp { to: SocketAddr, bytes: Vec<u8> },
-    /// To the TURN server over its transport (the media socket for UDP).
-    Turn(Vec<u8>),
-}
-
-/// ICE candidate types, as in the stats file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CandidateType {
-    Host,
-    Srflx,
-    Prflx,
-    Relay,
-}
-
-impl CandidateType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CandidateType::Host => "host",
-            CandidateType::Srflx => "srflx",
-            CandidateType::Prflx => "prflx",
-            CandidateType::Relay => "relay",
-        }
-    }
-
-    fn of(kind: CandidateKind) -> Self {
-        match kind {
-            CandidateKind::Host => CandidateType::Host,
-            CandidateKind::ServerReflexive => CandidateType::Srflx,
-            CandidateKind::PeerReflexive => CandidateType::Prflx,
-            CandidateKind::Relayed => CandidateType::Relay,
-        }
-    }
-}
-
-/// The pair ICE chose.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PathInfo {
-    /// True when either side is a relay candidate.
-    pub relayed: bool,
-    pub local: CandidateType,
-    pub remote: CandidateType,
-    pub local_addr: SocketAddr,
-    pub remote_addr: SocketAddr,
-}
-
-impl PathInfo {
-    pub fn path_str(&self) -> &'static str {
-        if self.relayed {
-            "relay"
-        } else {
-            "direct"
-        }
-    }
-}
-
-/// What the session reports.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MediaEvent {
-    /// Candidates are ready: make or answer the offer now.
-    Gathered,
-    /// ICE and DTLS are up; voice can flow.
-    Connected,
-    /// The nominated pair changed or became known.
-    Path(PathInfo),
-    /// ICE lost the path (consent failed).
-    Disconnected,
-    /// After an ICE restart: ICE is up again and voice arrived over this pair.
-    Restored(PathInfo),
-    /// A voice frame from the far end.
-    Voice {
-        seq: u16,
-        rtp_ts: u32,
-        payload: Vec<u8>,
-    },
-    /// Periodic transport stats.
-    Stats(TransportStats),
-}
-
-/// Transport figures from str0m's stats events.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct TransportStats {
-    pub rtt: Option<Duration>,
-    /// Incoming loss since the previous stats event (0..1).
-    pub ingress_loss: Option<f32>,
-    /// RTP interarrival jitter in clock ticks.
-    pub jitter_ticks: u32,
-    pub packets_received: u64,
-    pub packets_sent: u64,
-    /// What the far end's RTCP receiver reports say of our stream: loss
-    /// since its previous report (0..1) and its interarrival jitter in clock
-    /// ticks. `None` until the first report.
-    pub egress_loss: Option<f32>,
-    pub egress_jitter_ticks: Option<u32>,
 }
 
 /// The media session of one call.
