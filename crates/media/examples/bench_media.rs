@@ -96,6 +96,22 @@ fn main() {
             report(&name, &speech, &received);
         }
     }
+    // Random (not congestive) loss: does a lower bitrate with FEC sound better
+    // or worse than the full bitrate with FEC? (The rate policy steps down
+    // above 10 % loss.)
+    for loss in [10u32, 15, 20] {
+        for kbps in [12u32, 16, 24] {
+            let net = Net {
+                loss: f64::from(loss) / 100.0,
+                jitter_ms: 0,
+                fec: true,
+            };
+            let received = through(&speech, kbps * 1000, Some(&net));
+            let name = format!("rate_loss{loss}_{kbps}k_fec");
+            write(&out.join(format!("{name}.wav")), &received);
+            report(&name, &speech, &received);
+        }
+    }
     cpu(&speech);
 }
 
