@@ -194,7 +194,7 @@ impl Server {
             cfg.nonce_ttl,
             cfg.nonce_slots,
         );
-        let mut timers = Timers::default();
+        let mut timers = Timers::new(now);
         timers.set(now + SWEEP_EVERY, Timer::Sweep);
         Server {
             guard: Guard::new(cfg.guard.clone()),

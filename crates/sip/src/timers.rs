@@ -6,9 +6,17 @@
 //! when its transaction changes state or ends. So the first key is always a
 //! live deadline and the driver never wakes for nothing. Every operation is
 //! O(log n) (the ordered map) plus O(1) (the index by timer).
+//!
+//! Deadlines that only end something (give up, forget: B, C, D, F, H, K, M
+//! and the safety nets) are rounded up to a [`GRAIN`] from the table's
+//! epoch, so that under load the many of them share wake-ups;
+//! retransmissions keep their exact time.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// Granularity of the deadlines that only end something.
+const GRAIN: Duration = Duration::from_millis(250);
 
 /// What a deadline is for. Letters are the RFC 3261 §17 timer names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,17 +62,59 @@ pub(crate) enum ServerTimer {
     Linger,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Timers {
     table: BTreeMap<(Instant, u64), Timer>,
     /// Where each armed timer sits in `table`.
     armed: HashMap<Timer, (Instant, u64)>,
     seq: u64,
+    /// Coarse deadlines are whole [`GRAIN`]s after this.
+    epoch: Instant,
+}
+
+impl Timer {
+    /// Retransmissions and the sweep keep their exact deadline.
+    fn exact(&self) -> bool {
+        matches!(
+            self,
+            Timer::Sweep
+                | Timer::Client {
+                    kind: ClientTimer::Retransmit | ClientTimer::CancelRetransmit,
+                    ..
+                }
+                | Timer::Server {
+                    kind: ServerTimer::Retransmit,
+                    ..
+                }
+        )
+    }
 }
 
 impl Timers {
-    /// Arm `timer` for `at`, replacing the deadline it had.
+    pub(crate) fn new(epoch: Instant) -> Timers {
+        Timers {
+            table: BTreeMap::new(),
+            armed: HashMap::new(),
+            seq: 0,
+            epoch,
+        }
+    }
+
+    /// `at`, or for a coarse timer the next whole grain at or after it.
+    fn deadline(&self, at: Instant, timer: Timer) -> Instant {
+        if timer.exact() {
+            return at;
+        }
+        let grain = GRAIN.as_nanos();
+        let since = at.saturating_duration_since(self.epoch).as_nanos();
+        let rounded = since.div_ceil(grain) * grain;
+        u64::try_from(rounded).map_or(at, |n| self.epoch + Duration::from_nanos(n))
+    }
+
+    /// Arm `timer` for `at` (rounded up for coarse timers), replacing the
+    /// deadline it had.
     pub(crate) fn set(&mut self, at: Instant, timer: Timer) {
+        let at = self.deadline(at, timer);
         self.cancel(timer);
         self.seq += 1;
         self.table.insert((at, self.seq), timer);
@@ -73,6 +123,7 @@ impl Timers {
 
     /// Arm `timer` for `at` unless it is already armed for earlier.
     pub(crate) fn set_no_later(&mut self, at: Instant, timer: Timer) {
+        let at = self.deadline(at, timer);
         if self.armed.get(&timer).is_none_or(|(old, _)| *old > at) {
             self.set(at, timer);
         }
@@ -130,7 +181,7 @@ mod tests {
     #[test]
     fn fires_in_deadline_order_and_only_when_due() {
         let t0 = Instant::now();
-        let mut t = Timers::default();
+        let mut t = Timers::new(t0);
         t.set(
             t0 + Duration::from_secs(2),
             Timer::Client {
@@ -166,7 +217,7 @@ mod tests {
         let t0 = Instant::now();
         let s = |n: u64| t0 + Duration::from_secs(n);
         let c = |tx: u64, kind: ClientTimer| Timer::Client { tx, kind };
-        let mut t = Timers::default();
+        let mut t = Timers::new(t0);
         t.set(s(1), c(1, ClientTimer::C));
         t.set(s(9), c(1, ClientTimer::C)); // pushed back
         assert_eq!((t.next(), t.len()), (Some(s(9)), 1));
@@ -202,5 +253,30 @@ mod tests {
         );
         t.cancel_server(7);
         assert_eq!((t.len(), t.armed.len()), (0, 0));
+    }
+
+    #[test]
+    fn ending_deadlines_share_a_grain_and_retransmissions_stay_exact() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut t = Timers::new(t0);
+        for (tx, at) in [(1, 32_010), (2, 32_100), (3, 32_250)] {
+            let kind = ClientTimer::Linger;
+            t.set(ms(at), Timer::Client { tx, kind });
+        }
+        t.set(
+            ms(32_001),
+            Timer::Server {
+                tx: 9,
+                kind: ServerTimer::Linger,
+            },
+        );
+        let kind = ClientTimer::Retransmit;
+        t.set(ms(31_999), Timer::Client { tx: 4, kind });
+        assert_eq!(t.next(), Some(ms(31_999)), "exact");
+        assert!(t.pop_due(ms(31_999)).is_some());
+        assert_eq!(t.next(), Some(ms(32_250)), "the lingers, rounded up");
+        let due = std::iter::from_fn(|| t.pop_due(ms(32_250))).count();
+        assert_eq!((due, t.len()), (4, 0), "one wake-up for all four");
     }
 }
