@@ -178,7 +178,7 @@ fn push_header(
     if value.bytes().any(|b| (b < b' ' && b != b'\t') || b == 0x7f) {
         return Err(Error::Malformed("control character in a header value"));
     }
-    if name.is_list() && value != "*" {
+    if name.is_list() && value != "*" && value.contains(',') {
         for piece in split_unquoted(&value, b',') {
             let piece = piece.trim();
             if !piece.is_empty() {
@@ -188,7 +188,13 @@ fn push_header(
                 });
             }
         }
-    } else {
+    } else if !name.is_list() || !value.trim().is_empty() {
+        // One value (the common case): kept as it is, no copy. A folded
+        // line may have left a blank at the end.
+        let value = match value.trim() {
+            t if t.len() == value.len() => value,
+            t => t.to_owned(),
+        };
         headers.push(Header { name, value });
     }
     if headers.len() > limits.max_headers {

@@ -67,6 +67,23 @@ fn multi_value_headers_are_split_but_quoted_commas_kept() {
 }
 
 #[test]
+fn single_values_are_kept_and_blank_folds_trimmed() {
+    let m = ok(&format!(
+        "{BASE}Contact: <sip:a@h1>;expires=60\r\n \t\r\n\
+         Record-Route:\r\n\
+         Path: <sip:p1;lr>\r\n\
+         Subject: hi\r\n \r\n\r\n"
+    ));
+    assert_eq!(
+        m.header(&HeaderName::Contact),
+        Some("<sip:a@h1>;expires=60")
+    );
+    assert_eq!(m.headers_named(&HeaderName::RecordRoute).count(), 0);
+    assert_eq!(m.header(&HeaderName::Path), Some("<sip:p1;lr>"));
+    assert_eq!(m.header(&HeaderName::Subject), Some("hi"));
+}
+
+#[test]
 fn leading_crlf_and_lf_only_lines_are_tolerated() {
     let text = format!("\r\n\r\n{BASE}\r\n").replace("\r\n", "\n");
     let m = ok(&text);
