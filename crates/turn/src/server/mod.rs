@@ -180,8 +180,10 @@ pub struct Server<A: RelayAllocator> {
     relays: A,
     allocations: Vec<Option<Allocation>>,
     free_ids: Vec<u32>,
-    by_tuple: HashMap<FiveTuple, AllocationId>,
-    by_relay: HashMap<RelayId, AllocationId>,
+    /// Probed for every ChannelData and peer datagram: a fast hash keyed
+    /// from the core's RNG, so nobody outside can aim keys at one bucket.
+    by_tuple: HashMap<FiveTuple, AllocationId, ahash::RandomState>,
+    by_relay: HashMap<RelayId, AllocationId, ahash::RandomState>,
     per_user: HashMap<Arc<str>, u32>,
     reservations: HashMap<[u8; 8], (Relay, Instant)>,
     keys: KeyCache,
@@ -213,14 +215,15 @@ impl<A: RelayAllocator> Server<A> {
             None if config.log_pii => Redaction::shown(),
             None => Redaction::hidden(rng.gen()),
         };
+        let keyed = ahash::RandomState::with_seeds(rng.gen(), rng.gen(), rng.gen(), rng.gen());
         Server {
             binding: BindingServer::new(bcfg),
             config,
             relays,
             allocations: Vec::new(),
             free_ids: Vec::new(),
-            by_tuple: HashMap::new(),
-            by_relay: HashMap::new(),
+            by_tuple: HashMap::with_hasher(keyed.clone()),
+            by_relay: HashMap::with_hasher(keyed),
             per_user: HashMap::new(),
             reservations: HashMap::new(),
             keys: KeyCache::default(),
