@@ -248,6 +248,36 @@ fn sendmmsg(sock: &impl AsRawFd, msgs: &[(&[u8], SocketAddr)]) -> io::Result<usi
     Ok(n as usize)
 }
 
+/// Watch `sock` for reading on the epoll instance `epoll` (a lane's mio
+/// registry), level-triggered, its events carrying `token`. mio registers
+/// edge-triggered only, which obliges the reader to go on until `EAGAIN`;
+/// level-triggered, a socket read once that still holds data is reported
+/// again by the next `epoll_wait`. Closing the socket removes it.
+pub(crate) fn watch_level_triggered(
+    epoll: &impl AsRawFd,
+    sock: &impl AsRawFd,
+    token: u64,
+) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: libc::EPOLLIN as u32,
+        u64: token,
+    };
+    // SAFETY: epoll_ctl only reads `ev`, which we own, during the call; both
+    // descriptors are borrowed from live owners, hence open.
+    let r = unsafe {
+        libc::epoll_ctl(
+            epoll.as_raw_fd(),
+            libc::EPOLL_CTL_ADD,
+            sock.as_raw_fd(),
+            &mut ev,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Raise the soft open-file limit to the hard limit; returns (before, now).
 pub(crate) fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     let mut lim = libc::rlimit {
@@ -322,6 +352,31 @@ mod tests {
             );
         }
         assert_eq!(b.get(5), None, "truncated datagram dropped");
+    }
+
+    #[test]
+    fn level_triggered_socket_is_reported_again_while_it_holds_data() {
+        let mut poll = mio::Poll::new().unwrap();
+        let mut events = mio::Events::with_capacity(4);
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        watch_level_triggered(poll.registry(), &rx, 7).unwrap();
+        let timeout = Some(std::time::Duration::from_millis(200));
+        let tokens = |poll: &mut mio::Poll, events: &mut mio::Events| {
+            poll.poll(events, timeout).unwrap();
+            events.iter().map(|e| e.token().0).collect::<Vec<_>>()
+        };
+        assert_eq!(tokens(&mut poll, &mut events), Vec::<usize>::new());
+        tx.send_to(b"one", rx.local_addr().unwrap()).unwrap();
+        tx.send_to(b"two", rx.local_addr().unwrap()).unwrap();
+        assert_eq!(tokens(&mut poll, &mut events), vec![7]);
+        let mut buf = [0u8; 8];
+        assert_eq!(rx.recv(&mut buf).unwrap(), 3);
+        // No new datagram since: edge-triggered would stay silent here.
+        assert_eq!(tokens(&mut poll, &mut events), vec![7], "still holds one");
+        assert_eq!(rx.recv(&mut buf).unwrap(), 3);
+        assert_eq!(tokens(&mut poll, &mut events), Vec::<usize>::new(), "empty");
     }
 
     #[test]

@@ -1,15 +1,17 @@
 //! Lanes: the UDP fast path. A lane is one thread with its own poller (epoll
-//! through mio: readable interest only, edge-triggered, up to [`EVENTS`] ready
-//! sockets per wake-up) serving some UDP listener sockets and the relay
-//! sockets of the allocations it created (see [`current`]).
+//! through mio: readable interest only, up to [`EVENTS`] ready sockets per
+//! wake-up) serving some UDP listener sockets (edge-triggered) and the relay
+//! sockets of the allocations it created (level-triggered, see
+//! `crate::batch::watch_level_triggered`; [`current`] says which lane).
 //!
 //! Per wake-up a lane takes a ready listener's datagrams with `recvmmsg`,
 //! runs them through the core under one lock per batch, and sends the client
 //! data to peers through its io_uring, one system call for the batch (every
 //! relay socket is another socket, so `sendmmsg` cannot). Ready relay sockets
-//! are read through the ring too, one datagram per socket per round, until
-//! each reports `EAGAIN`; peer data goes to clients with `sendmmsg` on the
-//! listener socket. Without io_uring ([`ring_use`]): one `sendto` per peer
+//! are read through the ring too, one datagram per socket per wake-up: a
+//! socket that still holds data is reported again by the next `epoll_wait`,
+//! so no round is spent learning that a socket is empty (`EAGAIN`); peer data
+//! goes to clients with `sendmmsg` on the listener socket. Without io_uring ([`ring_use`]): one `sendto` per peer
 //! datagram and one `recvmmsg` per relay socket (see `crate::batch::BatchIo`).
 //! Sockets are registered for reading only, so the kernel never wakes a lane
 //! to say a socket became writable again.
@@ -30,6 +32,7 @@ use natter_turn::server::{
 };
 
 use super::driver::Driver;
+use super::relays::RelaySocket;
 use crate::batch::{self, BatchIo, RecvBatch, RingUse, BATCH, SLOT};
 use crate::Shutdown;
 
@@ -152,10 +155,10 @@ struct Lane {
     /// Relay sockets being drained this wake-up, and what each last round gave:
     /// (datagrams, may hold more).
     relay_ids: Vec<RelayId>,
-    relay_socks: Vec<Arc<UdpSocket>>,
+    relay_socks: Vec<Arc<RelaySocket>>,
     relay_got: Vec<(usize, bool)>,
     /// Client data for peers: (relay socket, peer, datagram index, byte range).
-    forwards: Vec<(Arc<UdpSocket>, SocketAddr, usize, Range<usize>)>,
+    forwards: Vec<(Arc<RelaySocket>, SocketAddr, usize, Range<usize>)>,
     /// Framed peer data for clients: (datagram index, where it goes).
     to_clients: Vec<(usize, ToClient)>,
     /// Sends `forwards` (io_uring: one system call for all of them).
@@ -181,7 +184,9 @@ impl Lane {
                 return;
             }
             self.collect_ready();
-            for k in std::mem::take(&mut self.ready_listeners) {
+            // By index: the list keeps its capacity (no allocation per wake-up).
+            for n in 0..self.ready_listeners.len() {
+                let k = self.ready_listeners[n];
                 self.drain_listener(k);
             }
             if !self.ready_relays.is_empty() {
@@ -279,8 +284,8 @@ impl Lane {
         }
     }
 
-    /// Read every ready relay socket into `peers` until each is drained (or
-    /// gave [`ROUNDS`] rounds); frame and send whenever `peers` fills.
+    /// Read every ready relay socket once into `peers` (level-triggered: one
+    /// still holding data is reported again); frame and send whenever `peers` fills.
     fn drain_relays(&mut self) {
         {
             let core = self.driver.core();
@@ -298,14 +303,17 @@ impl Lane {
             }
             self.relay_round(now);
         }
-        // Still busy after ROUNDS: served again right after, without an edge.
+        // Still unread after ROUNDS: served again right after.
         self.again_relays.append(&mut self.relay_ids);
         self.relay_socks.clear();
         self.frame_and_send(now);
     }
 
     /// One receive on each socket of `relay_socks` (as many as `peers` has
-    /// room for); keeps there the ones that may hold more.
+    /// room for); keeps there the ones not read yet (no room) or that
+    /// reported an error after which data may follow. Those that gave data
+    /// are done for this wake-up: level-triggered, epoll reports them again
+    /// if they hold more.
     fn relay_round(&mut self, now: Instant) {
         if self.peers.room() == 0 {
             self.frame_and_send(now);
@@ -322,7 +330,7 @@ impl Lane {
             let (n, more) = self.relay_got.get(k).copied().unwrap_or((0, true));
             let id = self.relay_ids[k];
             self.peer_relays.extend(std::iter::repeat_n(id, n));
-            if more {
+            if n == 0 && more {
                 self.relay_ids[keep] = id;
                 self.relay_socks.swap(keep, k);
                 keep += 1;
