@@ -32,7 +32,6 @@ use natter_turn::server::{
 };
 
 use super::driver::Driver;
-use super::relays::RelaySocket;
 use crate::batch::{self, BatchIo, RecvBatch, RingUse, BATCH, SLOT};
 use crate::Shutdown;
 
@@ -155,10 +154,10 @@ struct Lane {
     /// Relay sockets being drained this wake-up, and what each last round gave:
     /// (datagrams, may hold more).
     relay_ids: Vec<RelayId>,
-    relay_socks: Vec<Arc<RelaySocket>>,
+    relay_socks: Vec<Arc<UdpSocket>>,
     relay_got: Vec<(usize, bool)>,
     /// Client data for peers: (relay socket, peer, datagram index, byte range).
-    forwards: Vec<(Arc<RelaySocket>, SocketAddr, usize, Range<usize>)>,
+    forwards: Vec<(Arc<UdpSocket>, SocketAddr, usize, Range<usize>)>,
     /// Framed peer data for clients: (datagram index, where it goes).
     to_clients: Vec<(usize, ToClient)>,
     /// Sends `forwards` (io_uring: one system call for all of them).

@@ -14,33 +14,13 @@ use rand::Rng;
 /// Ports tried before giving up with 508.
 const BIND_ATTEMPTS: usize = 64;
 
-/// A relay socket on a cache line of its own. Lanes clone the `Arc` per
-/// datagram; unpadded, the reference counts of sockets served by different
-/// lanes shared lines, which then bounced between the cores (perf: the
-/// count increment was a third of the lane loop's own samples).
-#[repr(align(64))]
-#[derive(Debug)]
-pub(super) struct RelaySocket(pub(super) UdpSocket);
-
-impl std::ops::Deref for RelaySocket {
-    type Target = UdpSocket;
-    fn deref(&self) -> &UdpSocket {
-        &self.0
-    }
-}
-
-impl std::os::fd::AsFd for RelaySocket {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.0.as_fd()
-    }
-}
 
 /// The driver's [`RelayAllocator`]: binds sockets, numbers them (the number is
 /// the poller token), closes them (closing also leaves the poller).
 pub(super) struct RelayPool {
     ip: IpAddr,
     ports: (u16, u16),
-    slots: Vec<Option<Arc<RelaySocket>>>,
+    slots: Vec<Option<Arc<UdpSocket>>>,
     free: Vec<u32>,
     /// One poller registry per lane; a new relay joins the calling thread's lane.
     lanes: Vec<Registry>,
@@ -58,7 +38,7 @@ impl RelayPool {
     }
 
     /// The socket of relay `id`, while it lives.
-    pub(super) fn socket(&self, id: RelayId) -> Option<&Arc<RelaySocket>> {
+    pub(super) fn socket(&self, id: RelayId) -> Option<&Arc<UdpSocket>> {
         self.slots.get(id.0 as usize)?.as_ref()
     }
 
@@ -114,7 +94,7 @@ impl RelayPool {
             tracing::warn!("cannot watch a relay socket: {e}");
             return Err(RelayError::NoCapacity);
         }
-        let slot = Some(Arc::new(RelaySocket(sock)));
+        let slot = Some(Arc::new(sock));
         match self.free.pop() {
             Some(i) => self.slots[i as usize] = slot,
             None => self.slots.push(slot),

@@ -33,11 +33,7 @@ pub(crate) struct Channel {
     pub(crate) expires: Instant,
 }
 
-/// Aligned to a cache line: the bandwidth bucket is written per packet by
-/// the lane serving this allocation, and unaligned neighbours served by the
-/// other lane would share its lines (false sharing between the cores).
 #[derive(Debug)]
-#[repr(align(64))]
 pub(crate) struct Allocation {
     pub(crate) client: FiveTuple,
     pub(crate) relay: RelayId,
