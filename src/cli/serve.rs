@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Unauthenticated STUN/TURN requests per second per source IP [default: 200].
     #[arg(long, value_name = "N")]
     turn_unauth_rate: Option<u64>,
+    /// SIP digest algorithms to challenge with, in order: md5,sha-256 | sha-256,md5 | md5 | sha-256
+    /// (md5 alone for phones that give up on a SHA-256 challenge, e.g. baresip 1.0) [default: md5,sha-256].
+    #[arg(long, value_name = "ALGORITHMS")]
+    sip_digest: Option<String>,
     /// Log usernames and client addresses as they are (personal data; off: a salted digest).
     #[arg(long)]
     log_pii: bool,
@@ -95,6 +99,7 @@ impl ServeArgs {
             turn_total_quota: self.turn_total_quota,
             turn_bandwidth: self.turn_bandwidth,
             turn_unauth_rate: self.turn_unauth_rate,
+            sip_digest: self.sip_digest.clone(),
             log_pii: self.log_pii.then_some(true),
             log: self.log.clone(),
         }

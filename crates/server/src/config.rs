@@ -51,6 +51,10 @@ pub struct Config {
     /// Unauthenticated STUN/TURN requests per second from one source IP
     /// (burst: five seconds' worth). Default 200.
     pub turn_unauth_rate: u32,
+    /// Digest algorithms SIP challenges offer, in order. Default MD5 then
+    /// SHA-256; `md5` alone for clients that give up on a challenge they
+    /// cannot answer (baresip 1.0).
+    pub sip_digest: natter_sip::auth::DigestOffer,
     /// Log personal data (usernames, client addresses) as it is. Default
     /// false: a salted digest stands in.
     pub log_pii: bool,
@@ -80,6 +84,7 @@ impl Default for Config {
             turn_total_quota: 20_000,
             turn_bandwidth: 2_500_000,
             turn_unauth_rate: 200,
+            sip_digest: natter_sip::auth::DigestOffer::default(),
             log_pii: false,
             log: "info".into(),
         }
@@ -107,6 +112,7 @@ pub struct RawConfig {
     pub turn_total_quota: Option<u64>,
     pub turn_bandwidth: Option<u64>,
     pub turn_unauth_rate: Option<u64>,
+    pub sip_digest: Option<String>,
     pub log_pii: Option<bool>,
     pub log: Option<String>,
 }
@@ -147,7 +153,7 @@ impl RawConfig {
             ($($f:ident),*) => { $( if over.$f.is_some() { self.$f = over.$f; } )* };
         }
         take!(data, domain, sip, sips, turn, turns, http, stun_alt, public_ip, relay_ip);
-        take!(relay_ports, turn_secret, log);
+        take!(relay_ports, turn_secret, sip_digest, log);
         take!(
             turn_user_quota,
             turn_total_quota,
@@ -209,11 +215,32 @@ impl RawConfig {
                 self.turn_unauth_rate,
                 d.turn_unauth_rate,
             )?,
+            sip_digest: match self.sip_digest {
+                Some(s) => parse_digest_offer(&s)?,
+                None => d.sip_digest,
+            },
             log_pii: self.log_pii.unwrap_or(d.log_pii),
             log: self.log.unwrap_or(d.log),
         };
         check_stun_alt(&cfg)?;
         Ok(cfg)
+    }
+}
+
+/// `md5,sha-256`, `sha-256,md5`, `md5` or `sha-256`.
+fn parse_digest_offer(s: &str) -> Result<natter_sip::auth::DigestOffer, ConfigError> {
+    use natter_sip::auth::DigestOffer;
+    let spaced: String = s.split_whitespace().collect();
+    match spaced.to_ascii_lowercase().as_str() {
+        "md5,sha-256" => Ok(DigestOffer::Md5AndSha256),
+        "sha-256,md5" => Ok(DigestOffer::Sha256AndMd5),
+        "md5" => Ok(DigestOffer::Md5),
+        "sha-256" => Ok(DigestOffer::Sha256),
+        _ => Err(invalid(
+            "sip-digest",
+            s,
+            "use md5,sha-256 (the default), sha-256,md5, md5 or sha-256",
+        )),
     }
 }
 
@@ -487,6 +514,35 @@ mod tests {
             assert!(e.contains(key), "{e}");
             assert!(e.contains("expected"), "{e}");
         }
+    }
+
+    #[test]
+    fn sip_digest_offers_parse_and_a_bad_one_names_the_choices() {
+        use natter_sip::auth::DigestOffer;
+        let with = |v: &str| {
+            RawConfig {
+                sip_digest: Some(v.into()),
+                ..RawConfig::default()
+            }
+            .build()
+        };
+        assert_eq!(
+            RawConfig::default().build().unwrap().sip_digest,
+            DigestOffer::Md5AndSha256
+        );
+        for (v, want) in [
+            ("md5", DigestOffer::Md5),
+            ("SHA-256", DigestOffer::Sha256),
+            ("sha-256, md5", DigestOffer::Sha256AndMd5),
+            ("md5,sha-256", DigestOffer::Md5AndSha256),
+        ] {
+            assert_eq!(with(v).unwrap().sip_digest, want, "{v}");
+        }
+        let err = with("sha1").unwrap_err().to_string();
+        assert!(
+            err.contains("--sip-digest") && err.contains("md5,sha-256 (the default)"),
+            "{err}"
+        );
     }
 
     #[test]

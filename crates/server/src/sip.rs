@@ -147,6 +147,7 @@ pub fn http_routes(shared: &Shared) -> axum::Router {
 fn core_config(config: &crate::Config) -> ServerConfig {
     let mut cfg = ServerConfig::new(&config.domain);
     cfg.redaction = crate::pii::for_config(config.log_pii);
+    cfg.digest_offer = config.sip_digest;
     let mut aliases: Vec<String> = vec!["127.0.0.1".into(), "::1".into()];
     if config.domain == "localhost" {
         aliases.push("localhost".into());

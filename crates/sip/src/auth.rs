@@ -88,6 +88,35 @@ pub enum Verdict {
     Wrong,
 }
 
+/// Which digest algorithms a challenge offers, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DigestOffer {
+    /// MD5, then SHA-256 (the default: many deployed clients, sipp 3.6 among
+    /// them, answer only the first challenge and fail when it is not MD5).
+    #[default]
+    Md5AndSha256,
+    /// SHA-256, then MD5 (RFC 8760 §2.4 order of preference).
+    Sha256AndMd5,
+    /// MD5 alone, for clients that give up on any challenge they cannot
+    /// answer (libre before 2.x, so the baresip 1.0 Debian ships).
+    Md5,
+    /// SHA-256 alone; an MD5 answer is refused.
+    Sha256,
+}
+
+impl DigestOffer {
+    /// The algorithms offered, in order.
+    pub fn algorithms(self) -> &'static [Algorithm] {
+        match self {
+            DigestOffer::Md5AndSha256 => &[Algorithm::Md5, Algorithm::Sha256],
+            DigestOffer::Sha256AndMd5 => &[Algorithm::Sha256, Algorithm::Md5],
+            DigestOffer::Md5 => &[Algorithm::Md5],
+            DigestOffer::Sha256 => &[Algorithm::Sha256],
+        }
+    }
+}
+
 /// Issues and checks nonces for one realm.
 pub struct Digest {
     realm: String,
@@ -96,7 +125,7 @@ pub struct Digest {
     ttl: Duration,
     serial: u64,
     slots: Vec<(u64, u32)>,
-    sha256_first: bool,
+    offer: DigestOffer,
 }
 
 impl Digest {
@@ -118,7 +147,7 @@ impl Digest {
             ttl,
             serial: 0,
             slots: vec![(u64::MAX, 0); slots.max(1)],
-            sha256_first: false,
+            offer: DigestOffer::default(),
         }
     }
 
@@ -127,9 +156,8 @@ impl Digest {
         &self.realm
     }
 
-    /// Challenge header values for both algorithms, in the order set by
-    /// [`Digest::set_sha256_first`].
-    pub fn challenge(&mut self, now: Instant, stale: bool) -> [String; 2] {
+    /// Challenge header values, one per algorithm offered ([`Digest::set_offer`]).
+    pub fn challenge(&mut self, now: Instant, stale: bool) -> Vec<String> {
         let nonce = self.nonce(now);
         let stale = if stale { ", stale=true" } else { "" };
         let one = |alg: &str| {
@@ -145,18 +173,19 @@ impl Digest {
             ]
             .concat()
         };
-        if self.sha256_first {
-            [one("SHA-256"), one("MD5")]
-        } else {
-            [one("MD5"), one("SHA-256")]
-        }
+        self.offer
+            .algorithms()
+            .iter()
+            .map(|a| match a {
+                Algorithm::Md5 => one("MD5"),
+                Algorithm::Sha256 => one("SHA-256"),
+            })
+            .collect()
     }
 
-    /// Offer SHA-256 before MD5 (RFC 8760 §2.4 order of preference). Off by
-    /// default: many deployed clients (sipp 3.6 among them) answer only the
-    /// first challenge and fail when it is not MD5.
-    pub fn set_sha256_first(&mut self, yes: bool) {
-        self.sha256_first = yes;
+    /// Which algorithms challenges offer (and answers may use).
+    pub fn set_offer(&mut self, offer: DigestOffer) {
+        self.offer = offer;
     }
 
     /// Check credentials for a request `method`. `keys` is `None` for an
@@ -173,7 +202,8 @@ impl Digest {
             expected.as_bytes(),
             creds.response.to_ascii_lowercase().as_bytes(),
         );
-        if keys.is_none() || !matches || creds.realm != self.realm {
+        let offered = self.offer.algorithms().contains(&creds.algorithm);
+        if keys.is_none() || !matches || !offered || creds.realm != self.realm {
             return Verdict::Wrong;
         }
         let Some((issued, serial)) = self.open_nonce(&creds.nonce) else {

@@ -72,9 +72,9 @@ pub struct ServerConfig {
     pub t1: Duration,
     /// Longest retransmit interval for non-INVITE requests, T2. Default 4 s.
     pub t2: Duration,
-    /// Offer SHA-256 before MD5 in challenges. Default false (see
-    /// [`crate::auth::Digest::set_sha256_first`]).
-    pub sha256_first: bool,
+    /// Digest algorithms challenges offer, in order. Default MD5 then
+    /// SHA-256 (see [`crate::auth::DigestOffer`]).
+    pub digest_offer: crate::auth::DigestOffer,
     /// Key for nonces and tags. Default: random.
     pub secret: [u8; 32],
     /// Seed for branch ids and tags. Default: random.
@@ -115,7 +115,7 @@ impl ServerConfig {
             timer_c: Duration::from_secs(180),
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
-            sha256_first: false,
+            digest_offer: crate::auth::DigestOffer::default(),
             secret: rng.gen(),
             seed: rng.gen(),
             digest_uri_may_name_server: true,
@@ -187,13 +187,14 @@ pub struct Server {
 impl Server {
     /// A server starting at `now`.
     pub fn new(cfg: ServerConfig, accounts: Box<dyn Accounts + Send>, now: Instant) -> Server {
-        let digest = Digest::new(
+        let mut digest = Digest::new(
             &cfg.domain,
             &cfg.secret,
             now,
             cfg.nonce_ttl,
             cfg.nonce_slots,
         );
+        digest.set_offer(cfg.digest_offer);
         let mut timers = Timers::new(now);
         timers.set(now + SWEEP_EVERY, Timer::Sweep);
         Server {

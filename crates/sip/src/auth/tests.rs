@@ -50,11 +50,12 @@ fn both_algorithms_accept_the_right_password_once_per_nc() {
     let keys = DigestKeys::derive("alice", REALM, "pw");
     for alg in [Algorithm::Sha256, Algorithm::Md5] {
         let mut d = digest(t0);
-        let [md5, sha] = d.challenge(t0, false);
+        let offered = d.challenge(t0, false);
+        let [md5, sha] = [&offered[0], &offered[1]];
         assert!(sha.contains("algorithm=SHA-256") && md5.contains("algorithm=MD5"));
-        d.set_sha256_first(true);
+        d.set_offer(DigestOffer::Sha256AndMd5);
         assert!(d.challenge(t0, false)[0].contains("algorithm=SHA-256"));
-        let nonce = nonce_of(&sha);
+        let nonce = nonce_of(sha);
         let c1 = answer(alg, "alice", "pw", &nonce, 1);
         assert_eq!(d.verify(t0, "REGISTER", &c1, Some(&keys)), Verdict::Ok);
         assert_eq!(
@@ -175,4 +176,29 @@ fn digest_uri_must_equal_the_request_uri() {
     assert!(!c.uri_matches("sip:bob@example.org"));
     assert!(!c.uri_matches("sip:EXAMPLE.org"));
     assert!(!c.uri_matches(""));
+}
+
+#[test]
+fn a_single_algorithm_offer_challenges_with_it_alone_and_refuses_the_other() {
+    let t0 = Instant::now();
+    let keys = DigestKeys::derive("alice", REALM, "pw");
+    for (offer, only, other) in [
+        (DigestOffer::Md5, "MD5", Algorithm::Sha256),
+        (DigestOffer::Sha256, "SHA-256", Algorithm::Md5),
+    ] {
+        let mut d = digest(t0);
+        d.set_offer(offer);
+        let challenges = d.challenge(t0, false);
+        assert_eq!(challenges.len(), 1, "{challenges:?}");
+        assert!(challenges[0].contains(&format!("algorithm={only},")));
+        let nonce = nonce_of(&challenges[0]);
+        // The right password, hashed with an algorithm that was not offered.
+        let not_offered = answer(other, "alice", "pw", &nonce, 1);
+        assert_eq!(
+            d.verify(t0, "REGISTER", &not_offered, Some(&keys)),
+            Verdict::Wrong
+        );
+        let offered = answer(offer.algorithms()[0], "alice", "pw", &nonce, 2);
+        assert_eq!(d.verify(t0, "REGISTER", &offered, Some(&keys)), Verdict::Ok);
+    }
 }
