@@ -22,6 +22,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc, RtcConfig}
 use crate::turn_client::{TurnClient, TurnConfig, TurnEvent};
 use crate::PhoneError;
 
+mod compat;
 mod restart;
 mod types;
 
@@ -208,11 +209,12 @@ impl MediaSession {
         self.mid = Some(mid);
         self.pending_offer = Some(pending);
         self.drain_rtc(now);
-        Ok(offer.to_sdp_string())
+        Ok(compat::with_default_candidates(offer.to_sdp_string()))
     }
 
     /// Answer the far end's offer (callee).
     pub fn accept_offer(&mut self, now: Instant, sdp: &str) -> Result<String, PhoneError> {
+        let sdp = &*self.bundled(sdp);
         let offer =
             SdpOffer::from_sdp_string(sdp).map_err(|e| PhoneError::BadSdp(e.to_string()))?;
         self.learn_remote(sdp, now);
@@ -231,11 +233,12 @@ impl MediaSession {
         if self.send.is_none() {
             return Err(PhoneError::NoCommonCodec);
         }
-        Ok(answer.to_sdp_string())
+        Ok(compat::with_default_candidates(answer.to_sdp_string()))
     }
 
     /// Apply the far end's answer (caller, or either side after its own re-offer).
     pub fn accept_answer(&mut self, now: Instant, sdp: &str) -> Result<(), PhoneError> {
+        let sdp = &*self.bundled(sdp);
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| PhoneError::BadSdp(e.to_string()))?;
         let pending = self
@@ -393,6 +396,17 @@ impl MediaSession {
 // ---- internals -----------------------------------------------------------
 
 impl MediaSession {
+    /// The far end's SDP with the mids and BUNDLE group str0m needs
+    /// (`compat.rs`). Our SDP has one media section, the audio one: a
+    /// section without a mid at its position is that one.
+    fn bundled<'a>(&self, sdp: &'a str) -> std::borrow::Cow<'a, str> {
+        let ours = self.mid;
+        compat::with_mids(sdp, move |k| match (ours, k) {
+            (Some(mid), 0) => mid.to_string(),
+            _ => k.to_string(),
+        })
+    }
+
     fn rtc_receive(
         &mut self,
         now: Instant,

@@ -54,7 +54,9 @@ impl MediaSession {
         self.pending_offer = Some(pending);
         self.restart = Some(false);
         self.drain_rtc(now);
-        Ok(offer.to_sdp_string())
+        Ok(super::compat::with_default_candidates(
+            offer.to_sdp_string(),
+        ))
     }
 
     /// Answer the far end's offer inside the call (re-INVITE). Returns the
@@ -64,6 +66,7 @@ impl MediaSession {
         now: Instant,
         sdp: &str,
     ) -> Result<(String, bool), PhoneError> {
+        let sdp = &*self.bundled(sdp);
         let offer =
             SdpOffer::from_sdp_string(sdp).map_err(|e| PhoneError::BadSdp(e.to_string()))?;
         let ufrag = ice_ufrag(sdp);
@@ -82,7 +85,10 @@ impl MediaSession {
             .accept_offer(offer)
             .map_err(|e| PhoneError::BadSdp(e.to_string()))?;
         self.drain_rtc(now);
-        Ok((answer.to_sdp_string(), restart))
+        Ok((
+            super::compat::with_default_candidates(answer.to_sdp_string()),
+            restart,
+        ))
     }
 
     /// When str0m last accepted a datagram from the far end.
