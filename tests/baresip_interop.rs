@@ -59,76 +59,146 @@ fn log_shows(log: &Path, needle: &str, within: Duration) -> bool {
     false
 }
 
+/// `natter serve` (MD5 digest only) on loopback with alice and bob, and a
+/// baresip configured as bob.
+struct World {
+    dir: TempDir,
+    sip: std::net::SocketAddr,
+    turn: std::net::SocketAddr,
+    _serve: common::Serve,
+    bob: Option<std::process::Child>,
+    log: std::path::PathBuf,
+}
+
+impl World {
+    fn start(name: &str) -> World {
+        let dir = TempDir::new(name);
+        let (sip, turn) = (loopback(free_port()), loopback(free_port()));
+        let (_data, serve) = serve_alice_and_bob(
+            dir.path(),
+            &[
+                ("--sip", sip.to_string()),
+                ("--turn", turn.to_string()),
+                ("--sip-digest", "md5".into()),
+            ],
+        );
+        write_config(&dir.path().join("baresip"), sip, free_port());
+        let log = dir.path().join("baresip.log");
+        World {
+            dir,
+            sip,
+            turn,
+            _serve: serve,
+            bob: None,
+            log,
+        }
+    }
+
+    /// Starts baresip with `extra` arguments (e.g. `-e COMMAND`).
+    fn baresip(&mut self, baresip: &Path, extra: &[&str]) {
+        let child = Command::new(baresip)
+            .args(["-v", "-t", "30", "-f"])
+            .arg(self.dir.path().join("baresip"))
+            .args(extra)
+            .stdout(std::fs::File::create(&self.log).expect("log"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start baresip");
+        self.bob = Some(child);
+    }
+
+    /// `natter phone` as alice.
+    fn phone(&self) -> Command {
+        let mut c = natter();
+        c.args(["phone", "--server", &self.sip.to_string()])
+            .args(["--turn", &self.turn.to_string()])
+            .args(["--user", "alice", "--password", "alice-pw-1"]);
+        c
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        if let Some(mut bob) = self.bob.take() {
+            let _ = bob.kill();
+            let _ = bob.wait();
+        }
+    }
+}
+
+fn baresip_or_skip() -> Option<std::path::PathBuf> {
+    natter_lab::testing::require_tool("baresip interop", "baresip", "baresip-core")
+}
+
 #[test]
 fn baresip_registers_answers_natter_phone_and_completes_ice() {
-    let Some(baresip) =
-        natter_lab::testing::require_tool("baresip interop", "baresip", "baresip-core")
-    else {
+    let Some(baresip) = baresip_or_skip() else {
         return;
     };
-    let dir = TempDir::new("baresip");
-    let (sip, turn) = (loopback(free_port()), loopback(free_port()));
-    let (_data, _serve) = serve_alice_and_bob(
-        dir.path(),
-        &[
-            ("--sip", sip.to_string()),
-            ("--turn", turn.to_string()),
-            ("--sip-digest", "md5".into()),
-        ],
-    );
-    let cfg = dir.path().join("baresip");
-    write_config(&cfg, sip, free_port());
-    let log = dir.path().join("baresip.log");
-    let mut bob = Command::new(baresip)
-        .args(["-v", "-t", "30", "-f"])
-        .arg(&cfg)
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start baresip");
-    let registered = log_shows(&log, "200 OK", Duration::from_secs(10));
-    let text = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(registered, "baresip did not register:\n{}", text());
-
-    let out = natter()
-        .args([
-            "phone",
-            "--server",
-            &sip.to_string(),
-            "--turn",
-            &turn.to_string(),
-        ])
-        .args([
-            "--user",
-            "alice",
-            "--password",
-            "alice-pw-1",
-            "--call",
-            "bob",
-        ])
-        .args(["--hangup-after", "3", "--timeout", "8"])
+    let mut w = World::start("baresip-answers");
+    w.baresip(&baresip, &[]);
+    let registered = log_shows(&w.log, "200 OK", Duration::from_secs(10));
+    assert!(registered, "baresip did not register:\n{}", w.log());
+    let out = w
+        .phone()
+        .args(["--call", "bob", "--hangup-after", "3", "--timeout", "8"])
         .output()
         .expect("natter phone");
     let phone = String::from_utf8_lossy(&out.stderr).into_owned();
     let ice = log_shows(
-        &log,
+        &w.log,
         "connectivity check is complete",
         Duration::from_secs(2),
     );
-    let _ = bob.kill();
-    let _ = bob.wait();
-    let baresip_log = text();
+    let bob = w.log();
     assert!(phone.contains("ringing"), "no ringing:\n{phone}");
     assert!(
-        baresip_log.contains("Call established"),
-        "baresip did not answer:\n{baresip_log}\nphone:\n{phone}"
+        bob.contains("Call established"),
+        "baresip did not answer:\n{bob}\nphone:\n{phone}"
     );
     assert!(
         ice,
-        "ICE between baresip and natter phone did not complete:\n{baresip_log}\nphone:\n{phone}"
+        "ICE between baresip and natter phone did not complete:\n{bob}\nphone:\n{phone}"
     );
     assert!(
-        !baresip_log.contains("ice-mismatch") && !baresip_log.contains("ICE not supported"),
-        "baresip fell back from ICE:\n{baresip_log}"
+        !bob.contains("ice-mismatch") && !bob.contains("ICE not supported"),
+        "baresip fell back from ICE:\n{bob}"
+    );
+}
+
+#[test]
+fn baresip_calls_natter_phone_and_ice_completes_through_its_reinvite() {
+    let Some(baresip) = baresip_or_skip() else {
+        return;
+    };
+    let mut w = World::start("baresip-calls");
+    let alice = w
+        .phone()
+        .args(["--answer", "--timeout", "10"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("natter phone --answer");
+    std::thread::sleep(Duration::from_millis(1500)); // alice registers
+                                                     // baresip dials at start (`-e`): its INVITE is challenged and sent again
+                                                     // with MD5 credentials; after ICE it re-INVITEs with its chosen pair.
+    w.baresip(&baresip, &["-e", "d sip:alice@localhost"]);
+    let ice = log_shows(
+        &w.log,
+        "connectivity check is complete",
+        Duration::from_secs(10),
+    );
+    let reinvite = log_shows(&w.log, "Re-INVITE", Duration::from_secs(2));
+    let (_, phone) = common::finish(alice, Duration::from_secs(12));
+    let bob = w.log();
+    assert!(phone.contains("incoming call from bob"), "{phone}\n{bob}");
+    assert!(ice, "ICE did not complete:\n{bob}\nphone:\n{phone}");
+    assert!(reinvite, "baresip sent no re-INVITE:\n{bob}");
+    assert!(
+        !phone.contains("refused"),
+        "natter phone refused baresip's SDP or re-INVITE:\n{phone}"
     );
 }
