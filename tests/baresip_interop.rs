@@ -12,7 +12,8 @@
 //! (`crates/phone/src/media_session/compat.rs`). The media does not flow:
 //! baresip 1.0 only makes an RSA DTLS certificate, and str0m's DTLS (dimpl
 //! 0.9) accepts only ECDSA peer certificates, so the handshake ends with
-//! `handshake_failure` (docs/phone.md, "Interop").
+//! `handshake_failure` (docs/phone.md, "Interop"); `natter phone` names that
+//! as the reason the call ended.
 //!
 //! Skips loudly when baresip is missing (`NATTER_REQUIRE_LAB=1` makes that a
 //! failure, as in CI).
@@ -168,6 +169,13 @@ fn baresip_registers_answers_natter_phone_and_completes_ice() {
         !bob.contains("ice-mismatch") && !bob.contains("ICE not supported"),
         "baresip fell back from ICE:\n{bob}"
     );
+    // The known stop (module docs): the failure is named, not "hung up".
+    assert!(
+        phone.contains("media encryption (DTLS-SRTP) with the far end failed")
+            && phone.contains("ECDSA certificates only"),
+        "{phone}"
+    );
+    assert!(!out.status.success());
 }
 
 #[test]

@@ -585,6 +585,12 @@ impl Phone {
                 }
             }
             MediaEvent::Disconnected => self.on_path_lost(now, "ICE lost the path"),
+            MediaEvent::EncryptionFailed(why) => {
+                if let Some(id) = c.id.clone() {
+                    self.ua.hangup(now, &id);
+                }
+                self.end_call(now, EndReason::EncryptionFailed(why));
+            }
             MediaEvent::Restored(path) => self.on_restored(now, path),
             MediaEvent::Voice {
                 seq,

@@ -78,6 +78,8 @@ pub struct MediaSession {
     events: VecDeque<MediaEvent>,
     stats: TransportStats,
     connected: bool,
+    /// The DTLS handshake failed (reported once as `EncryptionFailed`).
+    dtls_failed: bool,
     /// The (local, remote) of the last DTLS/RTP datagram: the nominated pair.
     last_pair: Option<(SocketAddr, SocketAddr)>,
     /// Local candidates we added (host, srflx, relay), to retire them on a move.
@@ -148,6 +150,7 @@ impl MediaSession {
             events: VecDeque::new(),
             stats: TransportStats::default(),
             connected: false,
+            dtls_failed: false,
             last_pair: None,
             local_cands: Vec::new(),
             last_rx: now,
@@ -437,9 +440,18 @@ impl MediaSession {
         // Not filtered with `Rtc::accepts` (that is for demultiplexing many
         // sessions): it refuses a DTLS hello that races ICE nomination, which then
         // costs a whole DTLS retransmission second.
-        if let Err(e) = self.rtc.handle_input(input) {
-            tracing::debug!(error = %e, "str0m refused input");
-            self.rtc_errors += 1;
+        match self.rtc.handle_input(input) {
+            Ok(()) => {}
+            Err(str0m::RtcError::Dtls(e)) if !self.connected && !self.dtls_failed => {
+                tracing::warn!(error = %e, "DTLS handshake failed");
+                self.dtls_failed = true;
+                self.events
+                    .push_back(MediaEvent::EncryptionFailed(dtls_hint(&e.to_string())));
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "str0m refused input");
+                self.rtc_errors += 1;
+            }
         }
         self.drain_rtc(now);
     }
@@ -699,6 +711,18 @@ fn host_candidate(cfg: &MediaConfig) -> Result<Option<Candidate>, PhoneError> {
 const PERMISSION_WAIT: Duration = Duration::from_millis(250);
 
 /// The `a=mid:` of the first audio m-line.
+/// str0m's DTLS error, with what it most likely means for a SIP phone.
+fn dtls_hint(error: &str) -> String {
+    if error.contains("no client certificate") {
+        format!(
+            "{error} (the far end's certificate is probably RSA; natter's DTLS accepts ECDSA \
+             certificates only)"
+        )
+    } else {
+        error.to_owned()
+    }
+}
+
 fn audio_mid(sdp: &str) -> Option<Mid> {
     let mut in_audio = false;
     for line in sdp.lines().map(str::trim) {

@@ -76,6 +76,8 @@ pub enum MediaEvent {
     Path(PathInfo),
     /// ICE lost the path (consent failed).
     Disconnected,
+    /// The DTLS handshake failed: no keys, so no voice (reported once).
+    EncryptionFailed(String),
     /// After an ICE restart: ICE is up again and voice arrived over this pair.
     Restored(PathInfo),
     /// A voice frame from the far end.

@@ -41,6 +41,8 @@ pub enum EndReason {
     Timeout,
     #[error("no media path: {0}")]
     NoMediaPath(String),
+    #[error("media encryption (DTLS-SRTP) with the far end failed: {0}")]
+    EncryptionFailed(String),
     #[error("the connection was lost and could not be restored: {0}")]
     ConnectionLost(String),
 }
