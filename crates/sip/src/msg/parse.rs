@@ -79,20 +79,16 @@ fn invalid(why: &'static str, msg: Message) -> Error {
 
 /// Length of the header section and the offset of the body.
 pub(crate) fn find_head_end(bytes: &[u8]) -> Option<(usize, usize)> {
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\n' {
-            if bytes.get(i + 1) == Some(&b'\n') {
-                return Some((i, i + 2));
+    // Line ends found with memchr (a word or vector at a time), not byte by byte.
+    for i in memchr::memchr_iter(b'\n', bytes) {
+        match (bytes.get(i + 1), bytes.get(i + 2)) {
+            (Some(b'\n'), _) => return Some((i, i + 2)),
+            (Some(b'\r'), Some(b'\n')) => {
+                let cr = usize::from(i > 0 && bytes[i - 1] == b'\r');
+                return Some((i - cr, i + 3));
             }
-            if bytes.get(i + 1) == Some(&b'\r') && bytes.get(i + 2) == Some(&b'\n') {
-                return Some((
-                    i.saturating_sub(usize::from(i > 0 && bytes[i - 1] == b'\r')),
-                    i + 3,
-                ));
-            }
+            _ => {}
         }
-        i += 1;
     }
     None
 }
