@@ -271,6 +271,8 @@ fn cpu(speech: &[i16]) {
     let cases = [
         ("opus 24k c9", Codec::Opus, RATE, false, 9),
         ("opus 24k+FEC c9", Codec::Opus, RATE, true, 9),
+        ("opus 24k c6 (default)", Codec::Opus, RATE, false, 6),
+        ("opus 24k+FEC c6", Codec::Opus, RATE, true, 6),
         ("opus 24k c5", Codec::Opus, RATE, false, 5),
         ("opus 24k+FEC c5", Codec::Opus, RATE, true, 5),
         ("opus 24k c7", Codec::Opus, RATE, false, 7),
