@@ -207,6 +207,16 @@ impl Dialogs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A TCP flow from 10.0.0.1:`port` on connection `conn`.
+    fn tcp_flow(port: u16, conn: u64) -> Flow {
+        Flow {
+            transport: Transport::Tcp,
+            local: "192.0.2.1:5060".parse().unwrap(),
+            remote: SocketAddr::from(([10, 0, 0, 1], port)),
+            conn: Some(crate::flow::ConnId(conn)),
+        }
+    }
     use crate::flow::{ConnId, Transport};
     use std::net::SocketAddr;
 
@@ -232,12 +242,7 @@ mod tests {
 
     #[test]
     fn a_moved_party_takes_its_dialogs_along() {
-        let flow = |port: u16, conn: u64| Flow {
-            transport: Transport::Tcp,
-            local: "192.0.2.1:5060".parse().unwrap(),
-            remote: SocketAddr::from(([10, 0, 0, 1], port)),
-            conn: Some(crate::flow::ConnId(conn)),
-        };
+        let flow = tcp_flow;
         let (a, b, a2) = (flow(5000, 1), flow(6000, 2), flow(7000, 3));
         let t0 = Instant::now();
         let mut d = Dialogs::default();
@@ -260,12 +265,7 @@ mod tests {
 
     #[test]
     fn a_closed_connection_or_a_moved_party_touches_only_its_own_dialogs() {
-        let tcp = |port: u16, conn: u64| Flow {
-            transport: Transport::Tcp,
-            local: "192.0.2.1:5060".parse().unwrap(),
-            remote: SocketAddr::from(([10, 0, 0, 1], port)),
-            conn: Some(crate::flow::ConnId(conn)),
-        };
+        let tcp = tcp_flow;
         let udp = |port: u16| Flow {
             transport: Transport::Udp,
             local: "192.0.2.1:5060".parse().unwrap(),

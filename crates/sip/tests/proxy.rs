@@ -262,20 +262,7 @@ fn caller_cancel_is_passed_on_and_ends_in_487() {
     c.answer(&branches[0], 180, "b0");
     c.answer(&branches[1], 180, "b1");
     c.h.drain();
-    let mut cancel = Message::request(Method::Cancel, inv.request_uri().unwrap());
-    for name in [
-        HeaderName::Via,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-    ] {
-        cancel.push(name.clone(), inv.header(&name).unwrap());
-    }
-    cancel.push(
-        HeaderName::CSeq,
-        format!("{} CANCEL", inv.cseq().unwrap().seq),
-    );
-    cancel.push(HeaderName::MaxForwards, "70");
+    let cancel = cancel_for(&inv);
     c.h.send(c.alice_flow, &cancel);
     let out = c.h.drain();
     assert_eq!(out[0].0, c.alice_flow);
@@ -494,20 +481,7 @@ fn an_answered_cancel_stops_its_retransmissions() {
     let (inv, branches) = c.invite("bob");
     c.answer(&branches[0], 180, "b0");
     c.h.drain();
-    let mut cancel = Message::request(Method::Cancel, inv.request_uri().unwrap());
-    for name in [
-        HeaderName::Via,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-    ] {
-        cancel.push(name.clone(), inv.header(&name).unwrap());
-    }
-    cancel.push(
-        HeaderName::CSeq,
-        format!("{} CANCEL", inv.cseq().unwrap().seq),
-    );
-    cancel.push(HeaderName::MaxForwards, "70");
+    let cancel = cancel_for(&inv);
     c.h.send(c.alice_flow, &cancel);
     let ours =
         c.h.drain()
@@ -656,4 +630,24 @@ fn large_request_over_a_tcp_connection_completes_and_the_dialog_keeps_the_udp_fl
     c.h.send(c.alice_flow, &bye);
     let (to, fwd) = c.h.one();
     assert_eq!((to, fwd.method()), (bob, Some(&Method::Bye)));
+}
+
+/// The caller's CANCEL of `inv` (RFC 3261 §9.1: same Via, From, To, Call-ID,
+/// CSeq number).
+fn cancel_for(inv: &Message) -> Message {
+    let mut cancel = Message::request(Method::Cancel, inv.request_uri().unwrap());
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+    ] {
+        cancel.push(name.clone(), inv.header(&name).unwrap());
+    }
+    cancel.push(
+        HeaderName::CSeq,
+        format!("{} CANCEL", inv.cseq().unwrap().seq),
+    );
+    cancel.push(HeaderName::MaxForwards, "70");
+    cancel
 }
