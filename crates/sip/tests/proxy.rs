@@ -59,6 +59,17 @@ impl Call {
         (inv, out)
     }
 
+    /// The 200 OK the proxy forwarded to alice since the last drain.
+    fn ok_to_alice(&mut self) -> Message {
+        let alice = self.alice_flow;
+        self.h
+            .drain()
+            .into_iter()
+            .find(|(f, m)| *f == alice && m.code() == Some(200))
+            .expect("200 forwarded")
+            .1
+    }
+
     /// A response from a branch's device to the request it got.
     fn answer(&mut self, branch: &(Flow, Message), code: u16, tag: &str) {
         let resp = branch.1.response(code, "X", Some(tag));
@@ -172,12 +183,7 @@ fn a_neighbour_behind_the_same_nat_cannot_take_over_a_dialog() {
     let mut c = setup(1);
     let (_inv, branches) = c.invite("bob");
     c.answer(&branches[0], 200, "b0");
-    let ok =
-        c.h.drain()
-            .into_iter()
-            .find(|(f, m)| *f == c.alice_flow && m.code() == Some(200))
-            .expect("200 forwarded")
-            .1;
+    let ok = c.ok_to_alice();
     // Someone else at alice's public address (another port) sends inside the
     // dialog: it cannot be told from alice, so it is routed…
     let neighbour = c.h.udp("198.51.100.10:6000");
@@ -442,12 +448,7 @@ fn finished_transactions_leave_no_dead_deadlines() {
     c.h.now += Duration::from_millis(100);
     c.answer(&branches[0], 180, "b0"); // pushes Timer C back
     c.answer(&branches[0], 200, "b0");
-    let ok =
-        c.h.drain()
-            .into_iter()
-            .find(|(f, m)| *f == c.alice_flow && m.code() == Some(200))
-            .expect("200 forwarded")
-            .1;
+    let ok = c.ok_to_alice();
     // Timers A (500 ms), B (32 s), both Timer C deadlines and the server
     // transaction's safety net are dead: only the lingers (Timer M, 64*T1)
     // and the sweep remain.
