@@ -14,7 +14,6 @@ use rand::Rng;
 /// Ports tried before giving up with 508.
 const BIND_ATTEMPTS: usize = 64;
 
-
 /// The driver's [`RelayAllocator`]: binds sockets, numbers them (the number is
 /// the poller token), closes them (closing also leaves the poller).
 pub(super) struct RelayPool {
