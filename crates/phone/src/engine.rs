@@ -586,10 +586,7 @@ impl Phone {
             }
             MediaEvent::Disconnected => self.on_path_lost(now, "ICE lost the path"),
             MediaEvent::EncryptionFailed(why) => {
-                if let Some(id) = c.id.clone() {
-                    self.ua.hangup(now, &id);
-                }
-                self.end_call(now, EndReason::EncryptionFailed(why));
+                self.abandon_call(now, EndReason::EncryptionFailed(why))
             }
             MediaEvent::Restored(path) => self.on_restored(now, path),
             MediaEvent::Voice {
@@ -672,10 +669,7 @@ impl Phone {
                 tried(c.media.local_candidate_types()),
                 tried(c.media.remote_candidate_types())
             );
-            if let Some(id) = c.id.clone() {
-                self.ua.hangup(now, &id);
-            }
-            self.end_call(now, EndReason::NoMediaPath(why));
+            self.abandon_call(now, EndReason::NoMediaPath(why));
         }
     }
 
@@ -687,6 +681,15 @@ impl Phone {
                 self.events.push_back(PhoneEvent::Stats(s));
             }
         }
+    }
+
+    /// Give up on the call: hang up towards the far end (BYE or CANCEL) and
+    /// end it here with `reason`.
+    fn abandon_call(&mut self, now: Instant, reason: EndReason) {
+        if let Some(id) = self.call.as_ref().and_then(|c| c.id.clone()) {
+            self.ua.hangup(now, &id);
+        }
+        self.end_call(now, reason);
     }
 
     fn end_call(&mut self, now: Instant, reason: EndReason) {

@@ -371,26 +371,23 @@ mod tests {
         };
         let mut enc = OpusEncoder::new(config).unwrap();
         let silence = vec![0i16; 320];
-        let sent = (0..100)
-            .filter(|_| {
-                matches!(
-                    enc.encode(&silence, &mut Vec::new()).unwrap(),
-                    Encoded::Packet(_)
-                )
-            })
-            .count();
+        // How many of `n` silent frames go out as packets.
+        let sent_of = |enc: &mut OpusEncoder, n: usize| {
+            (0..n)
+                .filter(|_| {
+                    matches!(
+                        enc.encode(&silence, &mut Vec::new()).unwrap(),
+                        Encoded::Packet(_)
+                    )
+                })
+                .count()
+        };
+        let sent = sent_of(&mut enc, 100);
         // 10 hangover frames, then one keepalive per 400 ms over the remaining 1.8 s.
         assert_eq!(sent, 10 + 90 / 20);
         // After a restart (a new path) the hangover's frames go out again.
         enc.restart_dtx();
-        let resent = (0..10)
-            .filter(|_| {
-                matches!(
-                    enc.encode(&silence, &mut Vec::new()).unwrap(),
-                    Encoded::Packet(_)
-                )
-            })
-            .count();
+        let resent = sent_of(&mut enc, 10);
         assert_eq!(resent, 10);
         let speech = tone(16_000, 320, 0);
         assert!(matches!(

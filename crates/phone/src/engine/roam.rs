@@ -294,9 +294,6 @@ impl Phone {
             c.roam.why,
             self.cfg.reconnect_timeout.as_secs()
         );
-        if let Some(id) = c.id.clone() {
-            self.ua.hangup(now, &id);
-        }
-        self.end_call(now, EndReason::ConnectionLost(why));
+        self.abandon_call(now, EndReason::ConnectionLost(why));
     }
 }
