@@ -1,13 +1,14 @@
 //! The recent transit times (arrival − RTP timestamp, in clock ticks) and the
 //! two figures the buffer's delay is set from, worked out once per arrival
-//! rather than on every playout decision.
+//! rather than on every playout decision (a sorted copy of the window is
+//! kept up to date: one insert and one removal per arrival).
 
 use std::collections::VecDeque;
 
 #[derive(Debug, Default)]
 pub(super) struct TransitWindow {
     recent: VecDeque<i64>,
-    /// `recent`, sorted; kept to reuse its allocation.
+    /// The same values, kept sorted as they come and go.
     sorted: Vec<i64>,
     min: i64,
     spread: i64,
@@ -17,12 +18,15 @@ impl TransitWindow {
     /// Records one arrival's transit, keeping the last `window` (at least 1).
     pub(super) fn push(&mut self, transit: i64, window: usize) {
         self.recent.push_back(transit);
+        let at = self.sorted.partition_point(|&v| v < transit);
+        self.sorted.insert(at, transit);
         while self.recent.len() > window.max(1) {
-            self.recent.pop_front();
+            if let Some(old) = self.recent.pop_front() {
+                if let Ok(at) = self.sorted.binary_search(&old) {
+                    self.sorted.remove(at);
+                }
+            }
         }
-        self.sorted.clear();
-        self.sorted.extend(self.recent.iter().copied());
-        self.sorted.sort_unstable();
         let lo = self.sorted.first().copied().unwrap_or(transit);
         let p95 = self
             .sorted
@@ -77,5 +81,23 @@ mod tests {
         assert_eq!((many.min(), many.spread()), (0, 94));
         many.clear();
         assert_eq!((many.len(), many.min(), many.spread()), (0, 0, 0));
+    }
+
+    #[test]
+    fn the_kept_order_matches_sorting_the_window_afresh() {
+        let mut w = TransitWindow::default();
+        let mut x: i64 = 7;
+        let mut all = Vec::new();
+        for _ in 0..500 {
+            x = (x * 1_103_515_245 + 12_345) % 2_147_483_648;
+            let t = x % 40; // many repeats
+            all.push(t);
+            w.push(t, 150);
+            let mut window: Vec<i64> = all.iter().rev().take(150).copied().collect();
+            window.sort_unstable();
+            assert_eq!(w.sorted, window);
+            let p95 = window[(window.len() - 1) * 95 / 100];
+            assert_eq!((w.min(), w.spread()), (window[0], p95 - window[0]));
+        }
     }
 }
