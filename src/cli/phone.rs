@@ -316,7 +316,17 @@ struct Session {
 #[derive(Default)]
 struct CpuMeter {
     at_connect: Option<(Instant, Duration)>,
-    steady_from: Option<(Instant, Duration)>,
+    /// Wall time, process CPU and the call's media time (ms) at the start of
+    /// the steady state.
+    steady_from: Option<(Instant, Duration, f64)>,
+}
+
+/// The steady-state CPU figures of a call, in % of one core.
+struct CallCpu {
+    /// The whole process.
+    call_pct: Option<f64>,
+    /// The media work the issue counts: encode, decode + jitter buffer, RTP/SRTP.
+    media_pct: Option<f64>,
 }
 
 /// The call's first seconds (DTLS, first RTCP, jitter buffer warm-up) are not steady state.
@@ -331,26 +341,39 @@ impl CpuMeter {
         }
     }
 
-    /// Called on every periodic stats event (once a second).
-    fn tick(&mut self) {
+    /// Called on every periodic stats event (once a second) with its figures.
+    fn tick(&mut self, stats: &CallStats) {
         let since = self.at_connect.map(|(t, _)| t.elapsed());
         if self.steady_from.is_none() && since.is_some_and(|d| d >= STEADY_AFTER) {
-            self.steady_from = process_cpu().map(|c| (Instant::now(), c));
+            self.steady_from = process_cpu().map(|c| (Instant::now(), c, stats.cpu_media_ms()));
         }
     }
 
-    /// `(cpu_setup_ms, cpu_call_pct)` at the end of the call.
-    fn figures(&self) -> (Option<f64>, Option<f64>) {
+    /// `cpu_setup_ms` and the steady-state figures at the end of the call,
+    /// whose final record is `stats`.
+    fn figures(&self, stats: &CallStats) -> (Option<f64>, CallCpu) {
         let Some((t0, c0)) = self.at_connect else {
-            return (None, None);
+            let none = CallCpu {
+                call_pct: None,
+                media_pct: None,
+            };
+            return (None, none);
         };
         let setup = Some(c0.as_secs_f64() * 1000.0);
-        let (t, c) = self.steady_from.unwrap_or((t0, c0));
+        let (t, c, media) = self.steady_from.unwrap_or((t0, c0, 0.0));
         let wall = t.elapsed().as_secs_f64();
-        let call = process_cpu()
-            .filter(|_| wall > 0.5)
+        let steady = wall > 0.5;
+        let call_pct = process_cpu()
+            .filter(|_| steady)
             .map(|now| 100.0 * now.saturating_sub(c).as_secs_f64() / wall);
-        (setup, call)
+        let media_pct = steady.then(|| 100.0 * (stats.cpu_media_ms() - media) / 1000.0 / wall);
+        (
+            setup,
+            CallCpu {
+                call_pct,
+                media_pct,
+            },
+        )
     }
 }
 
@@ -466,7 +489,7 @@ impl Session {
                 path.remote.as_str()
             ),
             PhoneEvent::Stats(s) => {
-                self.cpu.tick();
+                self.cpu.tick(&s);
                 if let Mode::Interactive = self.mode {
                     eprint!("\r{}   ", status_line(&s));
                 }
@@ -489,11 +512,12 @@ impl Session {
                 .with_context(|| format!("writing {}", p.display()))?;
         }
         if let Some(p) = &self.stats_path {
-            let (cpu_setup_ms, cpu_call_pct) = self.cpu.figures();
+            let (cpu_setup_ms, cpu) = self.cpu.figures(stats);
             let file = StatsFile {
                 call: stats,
                 cpu_setup_ms,
-                cpu_call_pct,
+                cpu_call_pct: cpu.call_pct,
+                cpu_media_pct: cpu.media_pct,
             };
             write_stats(p, &file)?;
         }
@@ -580,6 +604,9 @@ struct StatsFile<'a> {
     /// Steady-state CPU of the call in % of one core: process CPU time from 2 s
     /// after connect to the end of the call over that wall time (Linux only).
     cpu_call_pct: Option<f64>,
+    /// The part of it in the media work the issue counts (`cpu_encode_ms` +
+    /// `cpu_decode_ms` + `cpu_rtp_ms` over the same window), % of one core.
+    cpu_media_pct: Option<f64>,
 }
 
 fn write_stats(path: &Path, stats: &StatsFile<'_>) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ use crate::media_session::{
     CandidateType, MediaConfig, MediaEvent, MediaOut, MediaSession, PathInfo,
 };
 use crate::sip::{CallId, EndReason, RegFailure, UaConfig, UaEvent, UserAgent};
-use crate::stats::CallStats;
+use crate::stats::{timed, CallStats, MediaCpu};
 use crate::turn_client::TurnConfig;
 use crate::voice::{pcm_rate, VoiceRx, VoiceTx, OPUS_RATE};
 use crate::PhoneError;
@@ -125,6 +125,8 @@ struct ActiveCall {
     rx: Option<VoiceRx>,
     path: Option<PathInfo>,
     stats: CallStats,
+    /// Time in encode, decode and the media transport.
+    cpu: MediaCpu,
     roam: roam::Roam,
     /// Sender-side adaptation to the far end's reports (Opus calls).
     adapt: Option<adapt::Adapt>,
@@ -234,11 +236,14 @@ impl Phone {
     pub fn handle_udp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], from_turn: bool) {
         if let Some(c) = self.call.as_mut() {
             c.stats.wire_bytes_received += bytes.len() as u64 + 28;
-            if from_turn {
-                c.media.handle_turn(now, bytes);
-            } else {
-                c.media.handle_udp(now, from, bytes);
-            }
+            let media = &mut c.media;
+            timed(&mut c.cpu.rtp, || {
+                if from_turn {
+                    media.handle_turn(now, bytes);
+                } else {
+                    media.handle_udp(now, from, bytes);
+                }
+            });
         }
         self.flush(now);
     }
@@ -247,7 +252,8 @@ impl Phone {
     pub fn handle_turn_stream(&mut self, now: Instant, frame: &[u8]) {
         if let Some(c) = self.call.as_mut() {
             c.stats.wire_bytes_received += frame.len() as u64 + 40;
-            c.media.handle_turn(now, frame);
+            let media = &mut c.media;
+            timed(&mut c.cpu.rtp, || media.handle_turn(now, frame));
         }
         self.flush(now);
     }
@@ -255,9 +261,10 @@ impl Phone {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ua.handle_timeout(now);
         if let Some(c) = self.call.as_mut() {
-            c.media.handle_timeout(now);
+            let media = &mut c.media;
+            timed(&mut c.cpu.rtp, || media.handle_timeout(now));
             if let Some(rx) = c.rx.as_mut() {
-                rx.handle_timeout(now);
+                timed(&mut c.cpu.decode, || rx.handle_timeout(now));
             }
         }
         self.send_voice(now);
@@ -343,6 +350,7 @@ impl ActiveCall {
             rx: None,
             path: None,
             stats: CallStats::default(),
+            cpu: MediaCpu::default(),
             roam: roam::Roam::default(),
             adapt: None,
         }
@@ -350,6 +358,7 @@ impl ActiveCall {
 
     fn snapshot(&self, now: Instant, cfg: &PhoneConfig) -> CallStats {
         let mut s = self.stats.clone();
+        self.cpu.fill(&mut s);
         if let Some(p) = &self.path {
             s.path = p.path_str().to_owned();
             s.local_candidate = p.local.as_str().to_owned();
@@ -598,7 +607,7 @@ impl Phone {
                     c.t_first_voice = Some(now);
                 }
                 if let Some(rx) = c.rx.as_mut() {
-                    rx.push(now, seq, rtp_ts, payload);
+                    timed(&mut c.cpu.decode, || rx.push(now, seq, rtp_ts, payload));
                 }
             }
             MediaEvent::Stats(s) => {
@@ -650,8 +659,9 @@ impl Phone {
             return;
         };
         while tx.poll_timeout() <= now {
-            if let Some((ts, payload)) = tx.handle_timeout(now) {
-                c.media.send_voice(now, ts, payload);
+            if let Some((ts, payload)) = timed(&mut c.cpu.encode, || tx.handle_timeout(now)) {
+                let media = &mut c.media;
+                timed(&mut c.cpu.rtp, || media.send_voice(now, ts, payload));
             }
         }
     }

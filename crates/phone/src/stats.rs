@@ -1,5 +1,7 @@
 //! The call record written with `--stats FILE.json`.
 
+use std::time::{Duration, Instant};
+
 use serde::Serialize;
 
 /// One call's figures (see `docs/phone.md` for each field's definition).
@@ -35,4 +37,51 @@ pub struct CallStats {
     pub send_bitrate_bps: u32,
     /// Opus in-band FEC on (turned on when the far end reports loss).
     pub fec: bool,
+    /// Time spent since media connected in the parts the issue's "client CPU
+    /// per call" names, in ms (see [`MediaCpu`]): reading the microphone and
+    /// Opus encoding,
+    pub cpu_encode_ms: f64,
+    /// the jitter buffer, decoding and concealment,
+    pub cpu_decode_ms: f64,
+    /// and the media transport: RTP/RTCP with SRTP both ways, ICE consent and
+    /// TURN framing (str0m and the TURN client). The socket calls, the async
+    /// runtime and SIP are not in these three.
+    pub cpu_rtp_ms: f64,
+}
+
+/// Where one call's media time goes: the clock read around each piece of
+/// media work. It is instrumentation, never an input to a decision, so it
+/// reads the monotonic clock itself instead of the `now` the sans-IO core is
+/// given. Wall time inside the piece, so an upper bound on its CPU time (a
+/// preemption in the middle counts); `Instant` costs a vDSO read, where a
+/// thread-CPU clock would cost a system call per read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MediaCpu {
+    pub encode: Duration,
+    pub decode: Duration,
+    pub rtp: Duration,
+}
+
+impl MediaCpu {
+    /// Copies the totals into `stats` (ms).
+    pub fn fill(&self, stats: &mut CallStats) {
+        stats.cpu_encode_ms = self.encode.as_secs_f64() * 1000.0;
+        stats.cpu_decode_ms = self.decode.as_secs_f64() * 1000.0;
+        stats.cpu_rtp_ms = self.rtp.as_secs_f64() * 1000.0;
+    }
+}
+
+/// Runs `f`, adding the time it took to `total`.
+pub fn timed<R>(total: &mut Duration, f: impl FnOnce() -> R) -> R {
+    let start = Instant::now();
+    let out = f();
+    *total += start.elapsed();
+    out
+}
+
+impl CallStats {
+    /// Media time (encode + decode + transport, ms) since media connected.
+    pub fn cpu_media_ms(&self) -> f64 {
+        self.cpu_encode_ms + self.cpu_decode_ms + self.cpu_rtp_ms
+    }
 }

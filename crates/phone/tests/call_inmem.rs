@@ -93,6 +93,16 @@ fn direct_call_carries_speech_and_prefers_the_direct_pair() {
     assert!(bstats.packets_received >= 100, "{bstats:?}");
     assert!(bstats.setup_ms.is_some_and(|s| s < 300.0), "{bstats:?}");
     assert!(bstats.mos.is_some_and(|m| m > 4.0), "{bstats:?}");
+    // The media time is measured where the work is done: the talker encodes,
+    // the listener decodes, both run RTP/SRTP.
+    assert!(
+        stats.cpu_encode_ms > 0.0 && stats.cpu_rtp_ms > 0.0,
+        "{stats:?}"
+    );
+    assert!(
+        bstats.cpu_decode_ms > 0.0 && bstats.cpu_rtp_ms > 0.0,
+        "{bstats:?}"
+    );
     assert_no_plaintext_voice(&w);
 }
 
