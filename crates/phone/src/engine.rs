@@ -94,7 +94,7 @@ pub enum PhoneEvent {
     PathChanged {
         path: PathInfo,
     },
-    Stats(CallStats),
+    Stats(Box<CallStats>),
     /// The call is over; `stats` is the call record.
     Ended {
         reason: EndReason,
@@ -688,7 +688,7 @@ impl Phone {
         if due {
             self.last_stats = Some(now);
             if let Some(s) = self.call_stats(now) {
-                self.events.push_back(PhoneEvent::Stats(s));
+                self.events.push_back(PhoneEvent::Stats(Box::new(s)));
             }
         }
     }

@@ -127,7 +127,7 @@ fn last_stats(events: &[PhoneEvent]) -> natter_phone::CallStats {
         .iter()
         .rev()
         .find_map(|e| match e {
-            PhoneEvent::Stats(s) => Some(s.clone()),
+            PhoneEvent::Stats(s) => Some((**s).clone()),
             _ => None,
         })
         .expect("periodic stats")
