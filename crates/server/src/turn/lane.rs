@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use natter_turn::binding::Source;
 use natter_turn::server::{
     FiveTuple, RelayId, ToClient, Transmit, Transport, PEER_HEADROOM, PEER_TAILROOM,
@@ -82,13 +82,24 @@ impl LaneSetup {
         self.poll.registry().try_clone()
     }
 
-    /// Start the lane's thread; it stops within [`TICK`] of `shutdown`.
+    /// Start the lane's thread; it stops as soon as `shutdown` fires (a task
+    /// on `runtime` wakes its poll), and sleeps in between until a socket is
+    /// ready.
     pub(super) fn spawn(
         self,
         driver: Arc<Driver>,
         runtime: tokio::runtime::Handle,
         shutdown: Shutdown,
     ) -> io::Result<()> {
+        let waker = Waker::new(self.poll.registry(), WAKE)?;
+        let mut stop = shutdown.clone();
+        let index = self.index;
+        runtime.spawn(async move {
+            stop.wait().await;
+            if let Err(e) = waker.wake() {
+                tracing::warn!(error = %e, "could not wake TURN lane {index} to stop");
+            }
+        });
         let lane = Lane {
             index: self.index,
             poll: self.poll,
@@ -122,8 +133,9 @@ impl LaneSetup {
 const LISTENER_TOKENS: usize = usize::MAX - 16;
 /// Ready sockets taken per `epoll_wait`.
 const EVENTS: usize = 256;
-/// How often an idle lane checks for shutdown.
-const TICK: Duration = Duration::from_millis(250);
+/// The token of the waker that tells a lane to stop: below the listeners,
+/// above every relay id (a `u32`).
+const WAKE: Token = Token(LISTENER_TOKENS - 1);
 /// Datagrams taken per `recvmmsg` on one relay socket (without io_uring).
 const PER_RELAY: usize = 8;
 /// Receive rounds per wake-up (listener batches, or relay socket rounds)
@@ -172,8 +184,8 @@ impl Lane {
         tracing::debug!(lane = self.index, io_uring = ?self.io.ring_use(), "TURN lane started");
         loop {
             let busy = !self.again_listeners.is_empty() || !self.again_relays.is_empty();
-            let timeout = if busy { Duration::ZERO } else { TICK };
-            if let Err(e) = self.poll.poll(&mut self.events, Some(timeout)) {
+            let timeout = busy.then_some(Duration::ZERO);
+            if let Err(e) = self.poll.poll(&mut self.events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     tracing::error!("TURN lane {} stopped: epoll failed: {e}", self.index);
                     return;
@@ -198,7 +210,7 @@ impl Lane {
     fn collect_ready(&mut self) {
         self.ready_listeners.clear();
         self.ready_relays.clear();
-        for ev in self.events.iter() {
+        for ev in self.events.iter().filter(|ev| ev.token() != WAKE) {
             match ev.token().0.checked_sub(LISTENER_TOKENS) {
                 Some(k) => self.ready_listeners.push(k),
                 None => self.ready_relays.push(RelayId(ev.token().0 as u32)),
