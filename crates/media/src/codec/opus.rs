@@ -11,6 +11,9 @@ use crate::MediaError;
 const MAX_PACKET: usize = 1276;
 /// Longest Opus packet duration, in ms.
 const MAX_PACKET_MS: usize = 120;
+/// Complexity for frames below the silence threshold (see [`OpusEncoder`]'s
+/// `encode`): two delayed-decision states, no warped noise shaping.
+const QUIET_COMPLEXITY: i32 = 3;
 /// Sample rates the Opus codec runs at.
 const RATES: [u32; 5] = [8_000, 12_000, 16_000, 24_000, 48_000];
 
@@ -115,8 +118,8 @@ impl OpusEncoder {
     }
 
     /// True when DTX lets this frame go unsent.
-    fn suppress(&mut self, pcm: &[i16]) -> bool {
-        if !self.config.settings.dtx || !self.is_silent(pcm) {
+    fn suppress(&mut self, silent: bool) -> bool {
+        if !self.config.settings.dtx || !silent {
             self.silent_frames = 0;
             return false;
         }
@@ -150,9 +153,19 @@ impl Encoder for OpusEncoder {
                 got: pcm.len(),
             });
         }
-        if self.suppress(pcm) {
+        let silent = self.is_silent(pcm);
+        if self.suppress(silent) {
             return Ok(Encoded::Suppressed);
         }
+        // A frame below the silence threshold that still goes out (DTX
+        // hangover, keepalive, or DTX off) is coded at a low complexity: noise
+        // shaping and the delayed-decision search buy nothing audible there.
+        let complexity = i32::from(self.config.settings.complexity);
+        self.inner.complexity = if silent {
+            complexity.min(QUIET_COMPLEXITY)
+        } else {
+            complexity
+        };
         let n = self
             .inner
             .encode_i16(pcm, self.frame_samples, &mut self.scratch[..])
@@ -394,6 +407,32 @@ mod tests {
             enc.encode(&speech, &mut Vec::new()).unwrap(),
             Encoded::Packet(_)
         ));
+    }
+
+    #[test]
+    fn quiet_frames_are_coded_at_low_complexity() {
+        let mut enc = OpusEncoder::new(OpusConfig::default()).unwrap();
+        let speech = tone(16_000, 320, 0);
+        let silence = vec![0i16; 320];
+        let mut out = Vec::new();
+        enc.encode(&speech, &mut out).unwrap();
+        assert_eq!(enc.inner.complexity, 6);
+        // DTX off: the silent frame still goes out, at the quiet complexity.
+        assert!(matches!(
+            enc.encode(&silence, &mut out).unwrap(),
+            Encoded::Packet(_)
+        ));
+        assert_eq!(enc.inner.complexity, QUIET_COMPLEXITY);
+        enc.encode(&speech, &mut out).unwrap();
+        assert_eq!(
+            enc.inner.complexity, 6,
+            "speech gets the configured complexity back"
+        );
+        // A configured complexity below the quiet one is never raised.
+        let mut low = OpusEncoder::new(OpusConfig::default()).unwrap();
+        low.set_complexity(1);
+        low.encode(&silence, &mut out).unwrap();
+        assert_eq!(low.inner.complexity, 1);
     }
 
     #[test]
