@@ -122,6 +122,25 @@ fn udp_floods_of_junk_do_not_stop_answers() {
 }
 
 #[test]
+fn oversized_datagrams_are_dropped_and_counted() {
+    let t = start(true, |c| c);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Longer than the relay's 9,216-byte receive slot: the kernel cuts it short.
+    let mut big = BindingRequest::new(TransactionId::new([1; 12])).build();
+    big.resize(10_000, 0);
+    sock.send_to(&big, t.udp).unwrap();
+    // Answers still come, and the drop is on record.
+    let req = BindingRequest::new(TransactionId::new([2; 12])).build();
+    let ans = binding_over_udp(&sock, t.udp, &req);
+    assert_eq!(
+        stun::decode(&ans).unwrap().transaction_id(),
+        TransactionId::new([2; 12])
+    );
+    assert_eq!(t.handle.counters().dropped_oversize, 1);
+}
+
+#[test]
 fn stun_over_tls() {
     // TLS framing is the same as TCP's; this checks the handshake path with a
     // plain rustls client trusting nothing but the test's certificate.

@@ -259,6 +259,8 @@ impl Lane {
             let now = Instant::now();
             for i in 0..self.clients.len() {
                 let Some((bytes, from)) = self.clients.get(i) else {
+                    // Longer than a slot: cut short by the kernel, so dropped.
+                    core.count_oversize();
                     continue;
                 };
                 if core.user_to_look_up(now, bytes).is_some() {
@@ -361,6 +363,7 @@ impl Lane {
             let mut core = self.driver.core();
             for (i, &id) in self.peer_relays.iter().enumerate() {
                 let Some((slot, data, peer)) = self.peers.slot_mut(i) else {
+                    core.count_oversize();
                     continue;
                 };
                 if let Some(to) = core.handle_peer(now, id, peer, slot, data) {

@@ -23,4 +23,6 @@ pub struct Counters {
     /// Unauthenticated requests dropped by the per-source rate limit.
     pub rate_limited: u64,
     pub malformed: u64,
+    /// Datagrams longer than the driver's receive slot (client or peer), dropped.
+    pub dropped_oversize: u64,
 }

@@ -247,6 +247,10 @@ impl<A: RelayAllocator> Server<A> {
     pub fn redaction(&self) -> Redaction {
         self.redaction
     }
+    /// The driver dropped a datagram too long for its receive slot.
+    pub fn count_oversize(&mut self) {
+        self.counters.dropped_oversize += 1;
+    }
     pub fn counters(&self) -> Counters {
         let mut c = self.counters;
         c.allocations_active = self.by_tuple.len() as u64;
