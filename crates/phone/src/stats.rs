@@ -37,7 +37,8 @@ pub struct CallStats {
     pub send_bitrate_bps: u32,
     /// Opus in-band FEC on (turned on when the far end reports loss).
     pub fec: bool,
-    /// Time spent since media connected in the parts the issue's "client CPU
+    /// Time spent in this call (from its start, so ICE checks and the DTLS
+    /// handshake are in `cpu_rtp_ms`) in the parts the issue's "client CPU
     /// per call" names, in ms (see [`MediaCpu`]): reading the microphone and
     /// Opus encoding,
     pub cpu_encode_ms: f64,
@@ -80,7 +81,7 @@ pub fn timed<R>(total: &mut Duration, f: impl FnOnce() -> R) -> R {
 }
 
 impl CallStats {
-    /// Media time (encode + decode + transport, ms) since media connected.
+    /// Media time (encode + decode + transport, ms) so far in the call.
     pub fn cpu_media_ms(&self) -> f64 {
         self.cpu_encode_ms + self.cpu_decode_ms + self.cpu_rtp_ms
     }
