@@ -70,40 +70,27 @@ pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
     persist::restore(&shared.store, &mut server);
 
     let mut listening = Vec::new();
-    let udp = match shared.config.sip {
+    let (udp, tcp) = match shared.config.sip {
         Some(addr) => {
-            let socket = bind_udp(addr).map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
-            let bound = socket
-                .local_addr()
-                .map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
+            let (socket, listener) = bind_udp_and_tcp(addr).await?;
+            (Some(socket), Some(listener))
+        }
+        None => (None, None),
+    };
+    if let (Some(u), Some(t), Some(asked)) = (&udp, &tcp, shared.config.sip) {
+        let bound = |transport, addr: std::io::Result<SocketAddr>| {
+            addr.map_err(|e| ServeError::bind("--sip", transport, asked, e))
+        };
+        for (transport, addr) in [("udp", u.local_addr()), ("tcp", t.local_addr())] {
             listening.push(Listening {
                 service: "SIP",
-                transport: "udp",
-                addr: bound,
+                transport,
+                addr: bound(transport, addr)?,
             });
-            Some(socket)
         }
-        None => None,
-    };
-    let udp_port = udp
-        .as_ref()
-        .and_then(|u| u.local_addr().ok())
-        .map(|a| a.port());
+    }
     let (core, to_core) = core::CoreSetup::new(4096)?;
-    if let (Some(addr), Some(port)) = (shared.config.sip, udp_port) {
-        // TCP on the same port as UDP (matters when port 0 was asked for).
-        let tcp_addr = SocketAddr::new(addr.ip(), port);
-        let listener = TcpListener::bind(tcp_addr)
-            .await
-            .map_err(|e| ServeError::bind("--sip", "tcp", tcp_addr, e))?;
-        let bound = listener
-            .local_addr()
-            .map_err(|e| ServeError::bind("--sip", "tcp", tcp_addr, e))?;
-        listening.push(Listening {
-            service: "SIP",
-            transport: "tcp",
-            addr: bound,
-        });
+    if let Some(listener) = tcp {
         tokio::spawn(stream::accept_loop(
             listener,
             None,
@@ -174,6 +161,29 @@ fn host_of(ip: IpAddr) -> String {
 
 /// A UDP socket with large buffers (bursts of registrations), non-blocking,
 /// handed to the core's runtime.
+/// How many ports to try when the OS picks the UDP port (`--sip HOST:0`).
+const PICK_TRIES: usize = 8;
+
+/// UDP and TCP on one port. With port 0 the OS picks the UDP port, which a
+/// TCP socket (say, some connection's local end) may already hold; then both
+/// are picked again, a few times.
+async fn bind_udp_and_tcp(
+    addr: SocketAddr,
+) -> Result<(std::net::UdpSocket, TcpListener), ServeError> {
+    let mut tries = if addr.port() == 0 { PICK_TRIES } else { 1 };
+    loop {
+        let socket = bind_udp(addr).map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
+        let port = socket
+            .local_addr()
+            .map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
+        match TcpListener::bind(port).await {
+            Ok(listener) => return Ok((socket, listener)),
+            Err(e) if tries > 1 && e.kind() == std::io::ErrorKind::AddrInUse => tries -= 1,
+            Err(e) => return Err(ServeError::bind("--sip", "tcp", port, e)),
+        }
+    }
+}
+
 fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
