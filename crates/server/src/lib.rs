@@ -13,6 +13,7 @@ pub mod tls;
 pub mod turn;
 
 mod batch;
+mod listen;
 mod pii;
 mod serve;
 mod shutdown;

@@ -72,7 +72,13 @@ pub async fn start(shared: &Shared) -> Result<Vec<Listening>, ServeError> {
     let mut listening = Vec::new();
     let (udp, tcp) = match shared.config.sip {
         Some(addr) => {
-            let (socket, listener) = bind_udp_and_tcp(addr).await?;
+            // TCP on the same port as UDP (which the OS may pick, for port 0).
+            let (socket, listener) = crate::listen::udp_and_tcp("--sip", addr, || {
+                let err = |e| ServeError::bind("--sip", "udp", addr, e);
+                let socket = bind_udp(addr).map_err(err)?;
+                let bound = socket.local_addr().map_err(err)?;
+                Ok((socket, bound))
+            })?;
             (Some(socket), Some(listener))
         }
         None => (None, None),
@@ -161,29 +167,6 @@ fn host_of(ip: IpAddr) -> String {
 
 /// A UDP socket with large buffers (bursts of registrations), non-blocking,
 /// handed to the core's runtime.
-/// How many ports to try when the OS picks the UDP port (`--sip HOST:0`).
-const PICK_TRIES: usize = 8;
-
-/// UDP and TCP on one port. With port 0 the OS picks the UDP port, which a
-/// TCP socket (say, some connection's local end) may already hold; then both
-/// are picked again, a few times.
-async fn bind_udp_and_tcp(
-    addr: SocketAddr,
-) -> Result<(std::net::UdpSocket, TcpListener), ServeError> {
-    let mut tries = if addr.port() == 0 { PICK_TRIES } else { 1 };
-    loop {
-        let socket = bind_udp(addr).map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
-        let port = socket
-            .local_addr()
-            .map_err(|e| ServeError::bind("--sip", "udp", addr, e))?;
-        match TcpListener::bind(port).await {
-            Ok(listener) => return Ok((socket, listener)),
-            Err(e) if tries > 1 && e.kind() == std::io::ErrorKind::AddrInUse => tries -= 1,
-            Err(e) => return Err(ServeError::bind("--sip", "tcp", port, e)),
-        }
-    }
-}
-
 fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;

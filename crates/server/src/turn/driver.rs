@@ -72,14 +72,19 @@ pub(super) async fn start(
         tcp,
     ) = match conf.turn {
         Some(addr) => {
-            let (udp, tcp) = bind_udp_and_tcp(addr, conf.stun_alt)?;
+            // TCP shares the UDP port (which the OS may pick, for port 0).
+            let (udp, tcp) = crate::listen::udp_and_tcp("--turn", addr, || {
+                let udp = udp::bind_all(addr, conf.stun_alt)?;
+                let bound = udp.listening.first().map_or(addr, |l: &Listening| l.addr);
+                Ok((udp, bound))
+            })?;
             (udp, Some(tcp))
         }
         // TLS only: one lane still serves the relay sockets.
         None => (udp::Bound::relays_only()?, None),
     };
     let tls = match conf.turns {
-        Some(addr) => Some(stream::bind("--turns", addr)?),
+        Some(addr) => Some(crate::listen::tcp("--turns", addr)?),
         None => None,
     };
     let cfg = match listening.first() {
@@ -155,33 +160,6 @@ pub(super) async fn start(
     tokio::spawn(timer_loop(driver.clone(), shared.shutdown.clone()));
     tracing::info!(%relay_ip, ports = ?conf.relay_ports, "TURN relay ready");
     Ok((listening, TurnHandle(Some(driver))))
-}
-
-/// How many ports to try when the OS picks the UDP port (`--turn HOST:0`).
-const PICK_TRIES: usize = 8;
-
-/// The UDP listeners and the TCP one on the same port. With port 0 the OS
-/// picks the UDP port, which a TCP socket (say, some connection's local end)
-/// may already hold; then both are picked again, a few times.
-fn bind_udp_and_tcp(
-    addr: SocketAddr,
-    alt: Option<SocketAddr>,
-) -> Result<(udp::Bound, tokio::net::TcpListener), ServeError> {
-    let mut tries = if addr.port() == 0 { PICK_TRIES } else { 1 };
-    loop {
-        let udp = udp::bind_all(addr, alt)?;
-        let port = udp.listening.first().map_or(addr, |l: &Listening| l.addr);
-        match stream::bind("--turn", port) {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(ServeError::Bind { error, .. })
-                if tries > 1 && error.kind() == std::io::ErrorKind::AddrInUse =>
-            {
-                // The lanes have not started: dropping `udp` closes its sockets.
-                tries -= 1;
-            }
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 fn local(l: &tokio::net::TcpListener, flag: &'static str) -> Result<SocketAddr, ServeError> {
@@ -297,49 +275,5 @@ async fn timer_loop(driver: Arc<Driver>, mut shutdown: crate::Shutdown) {
         // The core logs each event in its allocation's span; none are
         // exported yet (metrics come later), so drop them here.
         while core.poll_event().is_some() {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    #[test]
-    fn port_zero_gets_one_port_for_udp_and_tcp() {
-        let rt = runtime();
-        let _in = rt.enter();
-        for _ in 0..20 {
-            let (udp, tcp) = bind_udp_and_tcp("127.0.0.1:0".parse().unwrap(), None).unwrap();
-            assert_eq!(udp.listening[0].addr, tcp.local_addr().unwrap());
-        }
-    }
-
-    #[test]
-    fn a_given_port_whose_tcp_side_is_taken_is_named() {
-        let rt = runtime();
-        let _in = rt.enter();
-        // A port with UDP free and TCP taken.
-        let (held, port) = loop {
-            let t = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            let port = t.local_addr().unwrap().port();
-            if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-                break (t, port);
-            }
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        match bind_udp_and_tcp(addr, None) {
-            Err(ServeError::Bind {
-                flag, transport, ..
-            }) => assert_eq!((flag, transport), ("--turn", "tcp")),
-            other => panic!("expected a TCP bind error, got {:?}", other.map(|_| ())),
-        }
-        drop(held);
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
 use super::driver::{Driver, STREAM_QUEUE};
-use crate::{ServeError, Shutdown};
+use crate::Shutdown;
 
 /// A connection with no complete frame for this long is closed (allocations
 /// refresh every few minutes and ChannelData flows far more often).
@@ -25,13 +25,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_FRAME: usize = 4 + 65_535 + 3;
 /// Stream connections served at once; more wait in the kernel backlog.
 const MAX_CONNECTIONS: usize = 10_000;
-
-pub(super) fn bind(flag: &'static str, addr: SocketAddr) -> Result<TcpListener, ServeError> {
-    let err = |e| ServeError::bind(flag, "tcp", addr, e);
-    let s = std::net::TcpListener::bind(addr).map_err(err)?;
-    s.set_nonblocking(true).map_err(err)?;
-    TcpListener::from_std(s).map_err(err)
-}
 
 pub(super) async fn accept_loop(
     driver: Arc<Driver>,
