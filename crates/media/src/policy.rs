@@ -255,6 +255,11 @@ fn snap(bitrate: u32, config: &PolicyConfig) -> u32 {
 mod tests {
     use super::*;
 
+    /// A policy with the default configuration and encoder settings.
+    fn policy() -> RatePolicy {
+        RatePolicy::new(PolicyConfig::default(), EncoderSettings::default())
+    }
+
     fn report(loss: f32, rtt_ms: u64, jitter_ms: u64) -> Report {
         Report {
             loss_fraction: loss,
@@ -276,7 +281,7 @@ mod tests {
 
     #[test]
     fn clean_path_climbs_to_the_ceiling_without_fec() {
-        let mut p = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
+        let mut p = policy();
         let mut t = Instant::now();
         let seen = feed(&mut p, &mut t, 30, report(0.0, 40, 5));
         // 24 kb/s steps up once per 10 clean seconds, to the 32 kb/s ceiling, and no further.
@@ -287,7 +292,7 @@ mod tests {
 
     #[test]
     fn moderate_loss_turns_fec_on_and_it_stays_on_for_the_hold_time() {
-        let mut p = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
+        let mut p = policy();
         let mut t = Instant::now();
         let lossy = feed(&mut p, &mut t, 5, report(0.05, 40, 5));
         assert!(
@@ -305,7 +310,7 @@ mod tests {
 
     #[test]
     fn loss_near_the_threshold_does_not_flap() {
-        let mut p = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
+        let mut p = policy();
         let mut t = Instant::now();
         let mut changes = 0;
         for i in 0..60 {
@@ -319,7 +324,7 @@ mod tests {
 
     #[test]
     fn congestion_steps_down_then_lengthens_packets_then_recovers() {
-        let mut p = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
+        let mut p = policy();
         let mut t = Instant::now();
         feed(&mut p, &mut t, 1, report(0.0, 80, 5));
         // Loss with the RTT risen 220 ms above its floor: a queue overflows.
@@ -348,7 +353,7 @@ mod tests {
 
     #[test]
     fn random_loss_on_a_flat_delay_keeps_the_bitrate_and_sizes_fec_to_it() {
-        let mut p = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
+        let mut p = policy();
         let mut t = Instant::now();
         feed(&mut p, &mut t, 3, report(0.0, 80, 5));
         let lossy = feed(&mut p, &mut t, 12, report(0.2, 85, 10));
@@ -357,7 +362,7 @@ mod tests {
             .all(|s| s.bitrate_bps == 24_000 && s.frame_ms == 20));
         assert!(lossy[11].fec && lossy[11].expected_loss_pct >= 19);
         // Unknown RTT (zero) and low jitter: no sign of a queue either.
-        let mut q = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
+        let mut q = policy();
         let unknown = feed(&mut q, &mut t, 12, report(0.3, 0, 5));
         assert!(unknown.iter().all(|s| s.bitrate_bps == 24_000));
         // The same loss once the RTT climbs 150 ms: congestion after all.
@@ -367,7 +372,7 @@ mod tests {
 
     #[test]
     fn the_rtt_floor_follows_a_new_path_slowly() {
-        let mut p = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
+        let mut p = policy();
         let mut t = Instant::now();
         feed(&mut p, &mut t, 1, report(0.0, 40, 5));
         // A move to a path with 200 ms more RTT, no loss: the floor creeps up.
@@ -383,14 +388,14 @@ mod tests {
 
     #[test]
     fn high_rtt_or_jitter_alone_counts_as_congestion_and_nan_is_ignored() {
-        let mut p = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
+        let mut p = policy();
         let t = Instant::now();
         assert_eq!(
             p.handle_report(t, &report(0.0, 800, 5))
                 .map(|s| s.bitrate_bps),
             Some(20_000)
         );
-        let mut q = RatePolicy::new(PolicyConfig::default(), EncoderSettings::default());
+        let mut q = policy();
         assert!(q.handle_report(t, &report(f32::NAN, 40, 5)).is_none());
         assert!(q.handle_report(t, &report(0.0, 40, 100)).is_some());
     }

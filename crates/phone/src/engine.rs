@@ -236,12 +236,11 @@ impl Phone {
     pub fn handle_udp(&mut self, now: Instant, from: SocketAddr, bytes: &[u8], from_turn: bool) {
         if let Some(c) = self.call.as_mut() {
             c.stats.wire_bytes_received += bytes.len() as u64 + 28;
-            let media = &mut c.media;
             timed(&mut c.cpu.rtp, || {
                 if from_turn {
-                    media.handle_turn(now, bytes);
+                    c.media.handle_turn(now, bytes);
                 } else {
-                    media.handle_udp(now, from, bytes);
+                    c.media.handle_udp(now, from, bytes);
                 }
             });
         }
@@ -252,8 +251,7 @@ impl Phone {
     pub fn handle_turn_stream(&mut self, now: Instant, frame: &[u8]) {
         if let Some(c) = self.call.as_mut() {
             c.stats.wire_bytes_received += frame.len() as u64 + 40;
-            let media = &mut c.media;
-            timed(&mut c.cpu.rtp, || media.handle_turn(now, frame));
+            timed(&mut c.cpu.rtp, || c.media.handle_turn(now, frame));
         }
         self.flush(now);
     }
@@ -261,8 +259,7 @@ impl Phone {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ua.handle_timeout(now);
         if let Some(c) = self.call.as_mut() {
-            let media = &mut c.media;
-            timed(&mut c.cpu.rtp, || media.handle_timeout(now));
+            timed(&mut c.cpu.rtp, || c.media.handle_timeout(now));
             if let Some(rx) = c.rx.as_mut() {
                 timed(&mut c.cpu.decode, || rx.handle_timeout(now));
             }
@@ -660,8 +657,7 @@ impl Phone {
         };
         while tx.poll_timeout() <= now {
             if let Some((ts, payload)) = timed(&mut c.cpu.encode, || tx.handle_timeout(now)) {
-                let media = &mut c.media;
-                timed(&mut c.cpu.rtp, || media.send_voice(now, ts, payload));
+                timed(&mut c.cpu.rtp, || c.media.send_voice(now, ts, payload));
             }
         }
     }

@@ -710,7 +710,6 @@ fn host_candidate(cfg: &MediaConfig) -> Result<Option<Candidate>, PhoneError> {
 /// Longest wait for TURN permissions before ICE starts anyway.
 const PERMISSION_WAIT: Duration = Duration::from_millis(250);
 
-/// The `a=mid:` of the first audio m-line.
 /// str0m's DTLS error, with what it most likely means for a SIP phone.
 fn dtls_hint(error: &str) -> String {
     if error.contains("no client certificate") {
@@ -723,6 +722,7 @@ fn dtls_hint(error: &str) -> String {
     }
 }
 
+/// The `a=mid:` of the first audio m-line.
 fn audio_mid(sdp: &str) -> Option<Mid> {
     let mut in_audio = false;
     for line in sdp.lines().map(str::trim) {

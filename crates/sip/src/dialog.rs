@@ -207,6 +207,8 @@ impl Dialogs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::{ConnId, Transport};
+    use std::net::SocketAddr;
 
     /// A TCP flow from 10.0.0.1:`port` on connection `conn`.
     fn tcp_flow(port: u16, conn: u64) -> Flow {
@@ -214,11 +216,9 @@ mod tests {
             transport: Transport::Tcp,
             local: "192.0.2.1:5060".parse().unwrap(),
             remote: SocketAddr::from(([10, 0, 0, 1], port)),
-            conn: Some(crate::flow::ConnId(conn)),
+            conn: Some(ConnId(conn)),
         }
     }
-    use crate::flow::{ConnId, Transport};
-    use std::net::SocketAddr;
 
     #[test]
     fn found_from_either_side_and_expires_when_idle() {

@@ -114,19 +114,23 @@ impl Timers {
     /// Arm `timer` for `at` (rounded up for coarse timers), replacing the
     /// deadline it had.
     pub(crate) fn set(&mut self, at: Instant, timer: Timer) {
-        let at = self.deadline(at, timer);
-        self.cancel(timer);
-        self.seq += 1;
-        self.table.insert((at, self.seq), timer);
-        self.armed.insert(timer, (at, self.seq));
+        self.arm(self.deadline(at, timer), timer);
     }
 
     /// Arm `timer` for `at` unless it is already armed for earlier.
     pub(crate) fn set_no_later(&mut self, at: Instant, timer: Timer) {
         let at = self.deadline(at, timer);
         if self.armed.get(&timer).is_none_or(|(old, _)| *old > at) {
-            self.set(at, timer);
+            self.arm(at, timer);
         }
+    }
+
+    /// Arm `timer` for the deadline `at` (already rounded), replacing its old one.
+    fn arm(&mut self, at: Instant, timer: Timer) {
+        self.cancel(timer);
+        self.seq += 1;
+        self.table.insert((at, self.seq), timer);
+        self.armed.insert(timer, (at, self.seq));
     }
 
     /// Disarm `timer` (nothing happens when it is not armed).

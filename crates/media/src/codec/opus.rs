@@ -107,7 +107,6 @@ impl OpusEncoder {
     /// Changes the encoder complexity (0–10; higher is better and slower).
     pub fn set_complexity(&mut self, complexity: u8) {
         self.config.settings.complexity = complexity.min(10);
-        self.inner.complexity = i32::from(self.config.settings.complexity);
     }
 
     fn is_silent(&self, pcm: &[i16]) -> bool {
@@ -157,9 +156,10 @@ impl Encoder for OpusEncoder {
         if self.suppress(silent) {
             return Ok(Encoded::Suppressed);
         }
-        // A frame below the silence threshold that still goes out (DTX
-        // hangover, keepalive, or DTX off) is coded at a low complexity: noise
-        // shaping and the delayed-decision search buy nothing audible there.
+        // The complexity is set here, per frame (the only place): a frame
+        // below the silence threshold that still goes out (DTX hangover,
+        // keepalive, or DTX off) is coded at a low one: noise shaping and the
+        // delayed-decision search buy nothing audible there.
         let complexity = i32::from(self.config.settings.complexity);
         self.inner.complexity = if silent {
             complexity.min(QUIET_COMPLEXITY)
@@ -200,7 +200,6 @@ impl Encoder for OpusEncoder {
         self.inner.bitrate_bps = settings.bitrate_bps as i32;
         self.inner.use_inband_fec = settings.fec;
         self.inner.packet_loss_perc = i32::from(settings.expected_loss_pct.min(100));
-        self.inner.complexity = i32::from(settings.complexity);
         self.frame_samples = (self.config.sample_rate * settings.frame_ms / 1000) as usize;
         self.config.settings = *settings;
         Ok(())
