@@ -190,9 +190,10 @@ fn baresip_calls_natter_phone_and_ice_completes_through_its_reinvite() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("natter phone --answer");
-    std::thread::sleep(Duration::from_millis(1500)); // alice registers
-                                                     // baresip dials at start (`-e`): its INVITE is challenged and sent again
-                                                     // with MD5 credentials; after ICE it re-INVITEs with its chosen pair.
+    // Alice registers; then baresip dials at start (`-e`): its INVITE is
+    // challenged and sent again with MD5 credentials; after ICE it re-INVITEs
+    // with its chosen pair.
+    std::thread::sleep(Duration::from_millis(1500));
     w.baresip(&baresip, &["-e", "d sip:alice@localhost"]);
     let ice = log_shows(
         &w.log,

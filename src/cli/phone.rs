@@ -322,6 +322,7 @@ struct CpuMeter {
 }
 
 /// The steady-state CPU figures of a call, in % of one core.
+#[derive(Default)]
 struct CallCpu {
     /// The whole process.
     call_pct: Option<f64>,
@@ -353,11 +354,7 @@ impl CpuMeter {
     /// whose final record is `stats`.
     fn figures(&self, stats: &CallStats) -> (Option<f64>, CallCpu) {
         let Some((t0, c0)) = self.at_connect else {
-            let none = CallCpu {
-                call_pct: None,
-                media_pct: None,
-            };
-            return (None, none);
+            return (None, CallCpu::default());
         };
         let setup = Some(c0.as_secs_f64() * 1000.0);
         let (t, c, media) = self.steady_from.unwrap_or((t0, c0, 0.0));
